@@ -1,0 +1,1 @@
+"""Households, members, need groups and levels, steward scopes, signals and warnings."""

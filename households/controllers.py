@@ -1,0 +1,5 @@
+"""Routes of `households`."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

@@ -1,0 +1,1 @@
+"""Tables of `households`: households, members, need groups and levels, steward scopes, warnings."""

@@ -1,0 +1,1 @@
+"""The app shell of Cloud Supermarket, and its catalog, level policies and credits."""

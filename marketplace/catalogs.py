@@ -1,0 +1,115 @@
+"""Message catalogs: extract every package's strings and keep its zh_CN and en catalogs in step.
+
+``python -m marketplace.catalogs update`` (``make translations``) adds new strings to each
+package's catalogs and drops vanished ones; ``check`` lists the strings that still lack a
+Chinese translation (the test suite fails on any); ``fill PACKAGE FILE.json`` puts
+translations from ``{"message id": "译文"}`` into a package's zh_CN catalog.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po, write_po
+
+from marketplace.i18n import PACKAGES, ROOT, SUPPORTED
+
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+METHOD_MAP = [
+    ("**/piccolo_migrations/**", "ignore"),
+    ("**.py", "python"),
+    ("**/templates/**.html", "jinja2"),
+]
+OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
+
+
+def extract(package: str) -> Catalog:
+    """Every translatable string of one package."""
+    catalog = Catalog(project="cloudmarket", domain="messages")
+    for filename, lineno, message, comments, context in extract_from_dir(
+        str(ROOT / package), METHOD_MAP, OPTIONS, KEYWORDS, strip_comment_tags=True
+    ):
+        catalog.add(
+            message, None, [(f"{package}/{filename}", lineno)], auto_comments=comments, context=context
+        )
+    return catalog
+
+
+def po_path(package: str, locale: str) -> Path:
+    return ROOT / package / "translations" / locale / "LC_MESSAGES" / "messages.po"
+
+
+def update(package: str) -> None:
+    template = extract(package)
+    for locale in SUPPORTED:
+        path = po_path(package, locale)
+        if path.is_file():
+            with path.open("rb") as fh:
+                catalog = read_po(fh, locale=locale)
+        else:
+            catalog = Catalog(locale=locale, project="cloudmarket", domain="messages")
+        catalog.update(template, no_fuzzy_matching=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            write_po(fh, catalog, width=100, omit_header=False, sort_output=True, ignore_obsolete=True)
+
+
+def untranslated(locale: str = "zh_CN") -> list[tuple[str, str]]:
+    """(package, message id) of every string in the code without a translation in ``locale``."""
+    missing: list[tuple[str, str]] = []
+    for package in PACKAGES:
+        if not (ROOT / package).is_dir():
+            continue
+        path = po_path(package, locale)
+        translated: dict[object, object] = {}
+        if path.is_file():
+            with path.open("rb") as fh:
+                translated = {m.id: m.string for m in read_po(fh, locale=locale) if m.id and not m.fuzzy}
+        for message in extract(package):
+            if message.id and not translated.get(message.id):
+                text = message.id if isinstance(message.id, str) else message.id[0]
+                missing.append((package, text))
+    return missing
+
+
+def fill(package: str, source: Path) -> None:
+    """Put translations from a JSON file ``{"message id": "译文"}`` into a package's zh_CN catalog."""
+    import json
+
+    path = po_path(package, "zh_CN")
+    with path.open("rb") as fh:
+        catalog = read_po(fh, locale="zh_CN")
+    wanted = json.loads(source.read_text(encoding="utf-8"))
+    for message in catalog:
+        if message.id in wanted:
+            message.string = wanted[message.id]
+            message.flags.discard("fuzzy")
+    with path.open("wb") as fh:
+        write_po(fh, catalog, width=100, sort_output=True, ignore_obsolete=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "check"
+    if command == "update":
+        for package in PACKAGES:
+            if (ROOT / package).is_dir():
+                update(package)
+        command = "check"
+    if command == "fill" and len(argv) == 4:
+        fill(argv[2], Path(argv[3]))
+        command = "check"
+    if command == "check":
+        missing = untranslated()
+        for package, text in missing:
+            print(f"{package}: {text}")
+        print(f"{len(missing)} string(s) without a zh_CN translation")
+        return 1 if missing else 0
+    print("usage: python -m marketplace.catalogs [update | check | fill PACKAGE FILE.json]")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,184 @@
+"""The database engine, transactions and migrations, for SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+
+from marketplace.settings import Settings
+
+log = logging.getLogger("cloudmarket.db")
+
+SQLITE_BUSY_TIMEOUT_S = 30
+PG_MIGRATION_LOCK = 727_001  # advisory lock id: one process migrates at a time
+
+
+class LoopLocalPostgresEngine(PostgresEngine):
+    """A PostgresEngine whose connection pool belongs to the event loop that opened it.
+
+    Dramatiq runs async actors on an event loop thread of its own; in the embedded mode and
+    in tests that loop lives beside the web server's.  asyncpg connections cannot cross
+    loops, so each loop gets its own pool and queries use the pool of the loop they run on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pools: dict[asyncio.AbstractEventLoop, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def pool(self) -> Any:
+        try:
+            return self._pools.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return None
+
+    @pool.setter
+    def pool(self, value: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # the base class sets None before any loop runs
+        if value is None:
+            self._pools.pop(loop, None)
+        else:
+            self._pools[loop] = value
+
+
+def make_engine(settings: Settings) -> Engine[Any]:
+    """The Piccolo engine for ``DATABASE_URL``."""
+    if settings.is_sqlite:
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            # WAL lets readers go on while one writer writes; it is a property of the file.
+            conn.execute("PRAGMA journal_mode=WAL")
+        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+    url = urlparse(settings.database_url)
+    if url.scheme not in {"postgres", "postgresql"}:
+        raise SystemExit(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {url.scheme}://")
+    config = {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": unquote(url.username) if url.username else None,
+        "password": unquote(url.password) if url.password else None,
+        "database": url.path.lstrip("/") or "postgres",
+        "server_settings": {"application_name": "cloudmarket"},
+    }
+    return LoopLocalPostgresEngine(config={k: v for k, v in config.items() if v is not None})
+
+
+def engine() -> Engine[Any]:
+    """The engine named in ``piccolo_conf``: the one every table uses."""
+    from piccolo_conf import DB
+
+    return DB  # type: ignore[no-any-return]
+
+
+def is_postgres() -> bool:
+    return engine().engine_type == "postgres"
+
+
+_after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "cloudmarket_after_commit", default=None
+)
+
+
+def on_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current ``atomic()`` block commits (at once if none is open)."""
+    pending = _after_commit.get()
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)
+
+
+@contextlib.asynccontextmanager
+async def atomic() -> AsyncIterator[None]:
+    """One database transaction; the only way the service writes several rows together.
+
+    On SQLite the transaction takes the write lock at once (``BEGIN IMMEDIATE``), so two
+    writers queue on the busy timeout instead of failing when one upgrades a read lock.
+    Nested blocks join the outer one.
+    """
+    db = engine()
+    if db.current_transaction.get() is not None:
+        yield
+        return
+    callbacks: list[Callable[[], None]] = []
+    token = _after_commit.set(callbacks)
+    try:
+        if isinstance(db, SQLiteEngine):
+            transaction = db.transaction(transaction_type=TransactionType.immediate)
+        else:
+            transaction = db.transaction()
+        async with transaction:
+            yield
+    finally:
+        _after_commit.reset(token)
+    for callback in callbacks:
+        callback()
+
+
+async def ping() -> None:
+    """Raise if the database cannot answer a trivial query."""
+    await engine().run_ddl("SELECT 1")
+
+
+async def open_pool() -> None:
+    """Open a connection pool for the running event loop (PostgreSQL only)."""
+    db = engine()
+    if isinstance(db, PostgresEngine) and db.pool is None:
+        await db.start_connection_pool(min_size=1, max_size=10)
+
+
+async def close_pool() -> None:
+    db = engine()
+    if isinstance(db, PostgresEngine) and db.pool is not None:
+        await db.close_connection_pool()
+
+
+async def migrate() -> list[str]:
+    """Apply every migration not yet applied, in app order; returns what it printed.
+
+    On PostgreSQL an advisory lock keeps two processes from migrating at once.
+    """
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    out = io.StringIO()
+    db = engine()
+    if isinstance(db, PostgresEngine):
+        conn = await db.get_new_connection()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", PG_MIGRATION_LOCK)
+            with contextlib.redirect_stdout(out):
+                result = await run_forwards(app_name="all")
+            await conn.execute("SELECT pg_advisory_unlock($1)", PG_MIGRATION_LOCK)
+        finally:
+            await conn.close()
+    else:
+        with contextlib.redirect_stdout(out):
+            result = await run_forwards(app_name="all")
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    if not result.success:
+        raise RuntimeError(f"migration failed: {result.message}")
+    return lines
+
+
+async def pending_migrations() -> list[str]:
+    """Migration ids not yet applied to this database."""
+    from piccolo.apps.migrations.commands.check import CheckMigrationManager
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        statuses = await CheckMigrationManager(app_name="all").get_migration_statuses()
+    return [f"{s.app_name}:{s.migration_id}" for s in statuses if not s.has_ran]

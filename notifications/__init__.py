@@ -1,0 +1,1 @@
+"""Channels, templates, preferences and reliable delivery of messages to people."""

@@ -1,0 +1,5 @@
+"""Routes of `notifications`."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

@@ -1,0 +1,3 @@
+"""Actors of `notifications`."""
+
+import marketplace.broker  # noqa: F401 - the broker is set before any actor is declared

@@ -1,0 +1,1 @@
+"""Booking, the order state machine, routing and offers, tracking, settlement."""

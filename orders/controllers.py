@@ -1,0 +1,5 @@
+"""Routes of `orders`."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

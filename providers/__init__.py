@@ -1,0 +1,1 @@
+"""Organizations, volunteers, offerings, service areas, capacity."""

@@ -1,0 +1,5 @@
+"""Routes of `providers`."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

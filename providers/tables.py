@@ -1,0 +1,1 @@
+"""Tables of `providers`: Organizations, volunteers, offerings, service areas, capacity."""
