@@ -83,8 +83,8 @@ class DatabaseMiddleware(Middleware):
 class Bookkeeping(Middleware):
     """One log line per actor run; the outbox row is finished on success, recorded on failure.
 
-    Sits after ``Retries`` so that ``message.failed`` already says whether this was the
-    last attempt.
+    Its "after" hook runs after the one of ``Retries``, so that ``message.failed`` already says
+    whether this was the last attempt.
     """
 
     def __init__(self) -> None:
@@ -137,8 +137,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        # "after" hooks run in reverse order: Bookkeeping sees the message once Retries decided.
         Bookkeeping(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         CurrentMessage(),
         AsyncIO(),
         DatabaseMiddleware(),

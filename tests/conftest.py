@@ -247,6 +247,8 @@ def worker():
     w.start()
     yield w
     w.stop()
+    # A worker leaves its middleware on the broker; the next test's worker brings its own.
+    broker.middleware[:] = [m for m in broker.middleware if type(m).__name__ != "_WorkerMiddleware"]
 
 
 async def run_jobs(worker: dramatiq.Worker, *, rounds: int = 50, fail_fast: bool = True) -> None:
