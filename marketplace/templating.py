@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def register_helpers(engine: JinjaTemplateEngine) -> None:
     )
 
 
+@lru_cache(maxsize=1)
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     directories: list[Path | str] = [
         ROOT / pkg / "templates" for pkg in PACKAGES if (ROOT / pkg / "templates").is_dir()
@@ -121,3 +123,9 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         engine=JinjaTemplateEngine,
         engine_callback=register_helpers,
     )
+
+
+def render(name: str, **context: Any) -> str:
+    """Render a template outside a request (messages built by actors), with the same engine."""
+    engine = template_config().engine_instance
+    return engine.get_template(name).render(**context)
