@@ -43,9 +43,9 @@ from marketplace.middleware import (
     ApiRateLimit,
     Authenticate,
     CsrfAndOrigin,
-    RequestContext,
     before_send,
     is_api_path,
+    start_request,
 )
 from marketplace.settings import Settings, get_settings
 from marketplace.templating import ROOT, template_config
@@ -300,6 +300,14 @@ def lifespan_for(settings: Settings, run_jobs: bool) -> Any:
     return lifespan
 
 
+class CloudMarketApp(Litestar):
+    """Litestar, with the request context set before routing (see ``start_request``)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start_request(scope)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None) -> Litestar:
     """The web application; ``run_jobs`` runs the worker in-process (default: when embedded)."""
     settings = settings or get_settings()
@@ -309,10 +317,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     static = create_static_files_router(
         path="/static", directories=[ROOT / "marketplace" / "static"], name="static", include_in_schema=False
     )
-    return Litestar(
+    return CloudMarketApp(
         route_handlers=[*collect_routes(), static],
         middleware=[
-            RequestContext,
             Authenticate,
             DefineMiddleware(CsrfAndOrigin),
             ApiRateLimit,

@@ -6,8 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
@@ -19,7 +18,7 @@ from marketplace.i18n import N_, SUPPORTED
 from marketplace.middleware import LANG_COOKIE, session_cookie_name
 from marketplace.settings import get_settings
 
-Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Form = URLEncodedBody[dict[str, str]]
 READY_TIMEOUT_S = 2.0
 
 

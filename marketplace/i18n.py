@@ -16,7 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -27,6 +26,8 @@ SUPPORTED = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 # How each locale is named in its own language, for the language switcher.
 LANGUAGE_NAMES = {"zh_CN": "中文", "en": "English"}
+
+_BY_LANGUAGE = {"zh": "zh_CN", "en": "en"}
 
 current_locale: ContextVar[str] = ContextVar("cloudmarket_locale", default=DEFAULT_LOCALE)
 
@@ -92,15 +93,12 @@ def negotiate(*candidates: str | None, accept_language: str = "") -> str:
         except ValueError:
             weight = 0.0
         wanted.append((weight, tag.replace("-", "_")))
-    wanted.sort(key=lambda item: -item[0])
-    found = Locale.negotiate([tag for _, tag in wanted], list(SUPPORTED), sep="_")
-    if found is not None:
-        return str(found)
-    for _, tag in wanted:  # "zh-TW", "zh-Hans-CN" and the like still read Chinese best
-        if tag.lower().startswith("zh"):
-            return "zh_CN"
-        if tag.lower().startswith("en"):
-            return "en"
+    wanted.sort(key=lambda item: -item[0])  # stable: equal weights keep the browser's order
+    for weight, tag in wanted:
+        # Any Chinese ("zh", "zh-TW", "zh-Hans-CN") reads zh_CN best; any English reads en.
+        language = tag.split("_")[0].lower()
+        if weight > 0 and language in _BY_LANGUAGE:
+            return _BY_LANGUAGE[language]
     return DEFAULT_LOCALE
 
 

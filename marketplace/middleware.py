@@ -1,8 +1,9 @@
 """The request pipeline: request ids and logs, the caller, the locale, CSRF and origin checks.
 
-Order (outermost first): ``RequestContext`` → ``Authenticate`` → ``CsrfAndOrigin`` →
-``ApiRateLimit``.  Security headers and the request log line are added in
-:func:`before_send`, which Litestar runs for every response, even for unknown paths.
+The application calls :func:`start_request` for every request; then the middleware run, in
+order: ``Authenticate`` → ``CsrfAndOrigin`` → ``ApiRateLimit``.  Security headers and the
+request log line are added in :func:`before_send`, which Litestar runs for every response,
+even for unknown paths.
 """
 
 from __future__ import annotations
@@ -59,16 +60,13 @@ def is_api_path(path: str) -> bool:
     return path.startswith(("/api/", "/hsds/", "/schema"))
 
 
-class RequestContext:
-    """Gives every request an id, a client address and a start time; sets the log context."""
+def start_request(scope: Scope) -> None:
+    """Give a request an id, a client address and a start time, and set the log context.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
+    Called by the application itself for every HTTP request, before routing, so that even
+    an unknown path gets an id in its log line, its response headers and its error body.
+    """
+    if scope["type"] == ScopeType.HTTP:
         headers = _headers(scope)
         settings = get_settings()
         state = _state(scope)
@@ -86,7 +84,6 @@ class RequestContext:
         state["cookies"] = _cookies(headers)
         logs.request_id.set(rid)
         logs.client_ip.set(ip)
-        await self.app(scope, receive, send)
 
 
 class Authenticate:

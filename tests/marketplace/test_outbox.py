@@ -63,7 +63,7 @@ async def test_a_delayed_message_waits_for_its_time(worker):
     assert RUNS["later"] == 1
 
 
-async def test_crash_between_send_and_mark_sends_again_and_the_effect_happens_once(worker):
+async def test_crash_between_send_and_mark_sends_again_and_the_effect_happens_once(request):
     await outbox.send(tally, "twice")
 
     class Crash(Exception):
@@ -77,14 +77,17 @@ async def test_crash_between_send_and_mark_sends_again_and_the_effect_happens_on
         await outbox.relay_once(after_send=crash)
     assert [r["state"] for r in await outbox_rows()] == ["pending"]
 
-    await run_jobs(worker)
+    # The next relay round sends it again; a worker starts only now, so both copies wait in
+    # the queue (otherwise the first could finish, and end the message, before the resend).
+    assert await outbox.relay_once() == 1
+    await run_jobs(request.getfixturevalue("worker"))
     # Sent twice (once before the crash, once after): ran twice, changed things once
     assert RUNS["twice"] == 2
     assert await Tally.count() == 1
     assert await outbox_rows() == []
 
 
-async def test_relay_killed_between_send_and_mark_loses_nothing(worker):
+async def test_relay_killed_between_send_and_mark_loses_nothing(request):
     """A real relay process is SIGKILLed right after handing the message to the broker."""
     await outbox.send(tally, "killed")
     script = (
@@ -100,20 +103,21 @@ async def test_relay_killed_between_send_and_mark_loses_nothing(worker):
     # The relay's transaction died with it: the row is still waiting to be sent
     assert [r["state"] for r in await outbox_rows()] == ["pending"]
 
-    await run_jobs(worker)
+    assert await outbox.relay_once() == 1
+    await run_jobs(request.getfixturevalue("worker"))
     assert await Tally.select(Tally.key) == [{"key": "killed"}]
     assert await outbox_rows() == []
     # With Redis the first send had reached the broker, so the actor also ran for it
     assert RUNS["killed"] == (2 if ON_POSTGRES else 1)
 
 
-async def test_running_an_actor_twice_does_no_harm(worker):
+async def test_running_an_actor_twice_does_no_harm(request):
     await outbox.send(tally, "dup")
     await outbox.relay_once()
     row = (await outbox_rows())[0]
     # The broker delivers the same message a second time
     broker.enqueue(outbox._to_message(row))
-    await run_jobs(worker)
+    await run_jobs(request.getfixturevalue("worker"))
     assert RUNS["dup"] == 2
     assert await Tally.count() == 1
 
