@@ -16,7 +16,7 @@ request_id: ContextVar[str] = ContextVar("cloudmarket_request_id", default="")
 client_ip: ContextVar[str] = ContextVar("cloudmarket_client_ip", default="")
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 def _quote(value: Any) -> str:

@@ -1,0 +1,128 @@
+"""Real processes for tests: `cloudmarket` commands, a private Redis, free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The environment of a fresh deployment: none of the test run's database or Redis."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CLOUDMARKET_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env["CLOUDMARKET_PASSWORD_HASH"] = "fast"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+class Proc:
+    """A child process whose output goes to a file, stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str):
+        self.log = Path(tempfile.mkstemp(prefix=f"cm-{name}-", suffix=".log")[1])
+        self._fh = self.log.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "marketplace.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, url: str, timeout: float = 60) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(url, timeout=2)
+            time.sleep(0.2)
+        raise AssertionError(f"{url} did not answer in {timeout}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._fh.close()
+        return self.popen.returncode
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one `cloudmarket` command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A Redis server of the test's own, so that stopping it harms no one else."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise AssertionError("redis-server is not installed (CI installs it)")
+    port = free_port()
+    proc = start_redis(port)
+    try:
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("private redis-server did not start")
+
+
+def login(base_url: str, phone: str, password: str) -> httpx.Client:
+    """A browser-like client logged in at ``base_url``."""
+    client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10)
+    client.get("/login")
+    token = client.cookies.get("cm_csrf")
+    response = client.post("/login", data={"phone": phone, "password": password, "_csrf_token": token or ""})
+    assert response.status_code == 302, response.text
+    return client
