@@ -117,7 +117,7 @@ class Settings:
     """CLOUDMARKET_SESSION_MAX_HOURS: a session ends this long after login, used or not."""
 
     login_rate_limit: int = field(default_factory=lambda: _int("CLOUDMARKET_LOGIN_RATE_LIMIT", 5))
-    """CLOUDMARKET_LOGIN_RATE_LIMIT: login attempts a minute per phone number (six times as many per address)."""
+    """CLOUDMARKET_LOGIN_RATE_LIMIT: login attempts a minute per phone (six times as many per address)."""
 
     api_rate_limit: int = field(default_factory=lambda: _int("CLOUDMARKET_API_RATE_LIMIT", 600))
     """CLOUDMARKET_API_RATE_LIMIT: API requests per client a minute."""
