@@ -11,7 +11,10 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_quick_start_is_the_two_make_commands():
     quick = README.split("## Quick start", 1)[1].split("```", 2)[1]
-    assert [line.split("#")[0].strip() for line in quick.strip().splitlines()[1:]] == ["make run", "make test"]
+    assert [line.split("#")[0].strip() for line in quick.strip().splitlines()[1:]] == [
+        "make run",
+        "make test",
+    ]
 
 
 def test_every_setting_is_documented_with_its_variable():
