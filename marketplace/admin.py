@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from marketplace.pagination import Page, paginate
-from marketplace.tables import AuditEvent, JobFailure, OutboxMessage
+from marketplace.tables import AuditEvent, JobFailure, OutboxMessage, User
 
 PAGE_SIZE = 50
 
@@ -35,6 +35,13 @@ async def audit_page(page: int = 1, action: str | None = None) -> dict[str, Any]
         query = query.where(AuditEvent.action == action)
         count = count.where(AuditEvent.action == action)
     events: Page = await paginate(query, count, page, PAGE_SIZE)
+    user_ids = {row["actor_user_id"] for row in events.items if row["actor_user_id"]}
+    names = {
+        row["id"]: row["display_name"]
+        for row in await User.select(User.id, User.display_name).where(User.id.is_in(list(user_ids or {0})))
+    }
+    for row in events.items:
+        row["actor_name"] = names.get(row["actor_user_id"], "")
     actions = [
         row["action"]
         for row in await AuditEvent.select(AuditEvent.action).distinct().order_by(AuditEvent.action)
