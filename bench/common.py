@@ -1,0 +1,166 @@
+"""What the benchmarks share: a fresh PostgreSQL database, deployments of real processes,
+an HTTP load generator (wrk), percentiles and a figure printer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlparse, urlunparse
+
+from tests.procs import Proc, clean_env, cli, free_port
+
+DATABASE_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def psql(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(DATABASE_SERVER)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new PostgreSQL database for one benchmark, dropped afterwards."""
+    name = f"cm_bench_{uuid.uuid4().hex[:8]}"
+    psql(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunparse(urlparse(DATABASE_SERVER)._replace(path=f"/{name}"))
+    finally:
+        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Deployment:
+    """A production-mode deployment: migrated database, web processes, workers."""
+
+    env: dict[str, str]
+    web_ports: list[int] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.web_ports]
+
+    def pids(self, kind: str) -> list[int]:
+        return [p.popen.pid for p in self.procs if kind in p.log.name]
+
+
+@contextlib.contextmanager
+def deployment(database_url: str, *, web: int = 1, workers: int = 0, **env: str) -> Iterator[Deployment]:
+    namespace = f"cmbench{uuid.uuid4().hex[:6]}"
+    environment = clean_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        CLOUDMARKET_REDIS_NAMESPACE=namespace,
+        CLOUDMARKET_SECRET_KEY="bench-secret",
+        CLOUDMARKET_DATA_KEY="bench-data-key",
+        CLOUDMARKET_LOG_LEVEL="WARNING",
+        CLOUDMARKET_API_RATE_LIMIT="100000000",
+        **env,
+    )
+    result = cli(["migrate"], environment)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    dep = Deployment(env=environment)
+    try:
+        for _ in range(web):
+            port = free_port()
+            dep.web_ports.append(port)
+            dep.procs.append(Proc(["serve", "--port", str(port)], environment, f"web{port}"))
+        for i in range(workers):
+            dep.procs.append(Proc(["worker"], environment, f"worker{i}"))
+        for port, proc in zip(dep.web_ports, dep.procs, strict=False):
+            proc.wait_for(f"http://127.0.0.1:{port}/healthz")
+        yield dep
+    finally:
+        for proc in dep.procs:
+            proc.stop()
+        _flush_namespace(namespace)
+
+
+def _flush_namespace(namespace: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@dataclass
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: int = 10,
+    connections: int = 32,
+    threads: int = 2,
+    headers: Sequence[str] = (),
+    script: str | None = None,
+) -> WrkResult:
+    """Load ``url`` with wrk (Debian package `wrk`) and return its figures."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("the HTTP benchmarks need wrk: apt install wrk")
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        args += ["-H", header]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)", out, re.MULTILINE)}
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return WrkResult(rps, pct.get("50", 0.0), pct.get("90", 0.0), pct.get("99", 0.0), errors)
+
+
+def _ms(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
+    if text.endswith("us"):
+        return value / 1000
+    if text.endswith("ms"):
+        return value
+    if text.endswith("s"):
+        return value * 1000
+    return value
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0–100) of ``values``, by linear interpolation."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, min(998, int(q * 10) - 1))]
+
+
+def figure(label: str, value: float | str, unit: str = "") -> None:
+    """One printed figure, aligned."""
+    shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+    print(f"   {label:<58} {shown:>12} {unit}")
