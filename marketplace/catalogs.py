@@ -8,6 +8,7 @@ translations from ``{"message id": "译文"}`` into a package's zh_CN catalog.
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -42,6 +43,21 @@ def po_path(package: str, locale: str) -> Path:
     return ROOT / package / "translations" / locale / "LC_MESSAGES" / "messages.po"
 
 
+def _write(path: Path, catalog: Catalog) -> None:
+    """Write a catalog without volatile lines (dates, source locations), only when it changed.
+
+    Catalogs then change only when strings change, and branches touching different
+    packages never conflict over them.
+    """
+    buf = io.BytesIO()
+    write_po(
+        buf, catalog, width=100, omit_header=True, sort_output=True, ignore_obsolete=True, no_location=True
+    )
+    if not path.is_file() or path.read_bytes() != buf.getvalue():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buf.getvalue())
+
+
 def update(package: str) -> None:
     template = extract(package)
     for locale in SUPPORTED:
@@ -52,9 +68,7 @@ def update(package: str) -> None:
         else:
             catalog = Catalog(locale=locale, project="cloudmarket", domain="messages")
         catalog.update(template, no_fuzzy_matching=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            write_po(fh, catalog, width=100, omit_header=False, sort_output=True, ignore_obsolete=True)
+        _write(path, catalog)
 
 
 def untranslated(locale: str = "zh_CN") -> list[tuple[str, str]]:
@@ -87,14 +101,13 @@ def fill(package: str, source: Path) -> None:
         if message.id in wanted:
             message.string = wanted[message.id]
             message.flags.discard("fuzzy")
-    with path.open("wb") as fh:
-        write_po(fh, catalog, width=100, sort_output=True, ignore_obsolete=True)
+    _write(path, catalog)
 
 
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "check"
     if command == "update":
-        for package in PACKAGES:
+        for package in argv[2:] or PACKAGES:
             if (ROOT / package).is_dir():
                 update(package)
         command = "check"
@@ -107,7 +120,7 @@ def main(argv: list[str]) -> int:
             print(f"{package}: {text}")
         print(f"{len(missing)} string(s) without a zh_CN translation")
         return 1 if missing else 0
-    print("usage: python -m marketplace.catalogs [update | check | fill PACKAGE FILE.json]")
+    print("usage: python -m marketplace.catalogs [update [PACKAGE ...] | check | fill PACKAGE FILE.json]")
     return 2
 
 
