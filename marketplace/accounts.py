@@ -222,20 +222,22 @@ async def session_user_id(token: str) -> int | None:
 
 
 async def principal_for_user(user_id: int, session_key: str = "") -> Principal | None:
-    user = (
-        await User.select(User.id, User.role, User.display_name, User.locale, User.is_active)
-        .where(User.id == user_id)
-        .first()
+    """The user and what they act for, in one round trip (this runs on every request)."""
+    rows = await User.raw(
+        "SELECT u.id, u.role, u.display_name, u.locale, u.is_active, l.kind, l.target "
+        'FROM cm_user u LEFT JOIN cm_user_link l ON l."user" = u.id WHERE u.id = {}',
+        user_id,
     )
-    if user is None or not user["is_active"]:
+    if not rows or not rows[0]["is_active"]:
         return None
-    rows = await UserLink.select(UserLink.kind, UserLink.target).where(UserLink.user == user_id)
+    user = rows[0]
+    links = [row for row in rows if row["kind"] is not None]
     return Principal(
         user_id=user["id"],
         role=Role(user["role"]),
         display_name=user["display_name"],
         locale=user["locale"],
-        links=links_from_rows(rows),
+        links=links_from_rows(links),
         session_key=session_key,
     )
 
