@@ -23,8 +23,10 @@ METHOD_MAP = [
     ("**/piccolo_migrations/**", "ignore"),
     ("**.py", "python"),
     ("**/templates/**.html", "jinja2"),
+    ("**/templates/**.txt", "jinja2"),  # text messages (SMS, e-mail) rendered by notifications
 ]
-OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
+_JINJA = {"extensions": "jinja2.ext.i18n", "trimmed": "true"}
+OPTIONS = {"**/templates/**.html": _JINJA, "**/templates/**.txt": _JINJA}
 
 
 def extract(package: str) -> Catalog:

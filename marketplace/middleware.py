@@ -120,7 +120,23 @@ class Authenticate:
         )
         state["locale"] = locale
         i18n.current_locale.set(locale)
+        if principal is not None and principal.user_id is not None and _is_page_view(scope, state):
+            from notifications.services import unread_count
+
+            # One indexed count per page view, for the inbox badge in base.html.
+            state["unread"] = await unread_count(principal.user_id)
         await self.app(scope, receive, send)
+
+
+def _is_page_view(scope: Scope, state: dict[str, Any]) -> bool:
+    """A browser GET of a page (not the API, static files or health checks) with a session."""
+    path = scope.get("path", "")
+    return (
+        scope.get("method") == "GET"
+        and "session_token" in state
+        and not is_api_path(path)
+        and not path.startswith(("/static/", "/healthz", "/readyz"))
+    )
 
 
 class CsrfAndOrigin:

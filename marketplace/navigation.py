@@ -17,12 +17,38 @@ class MenuItem:
     description: str
 
 
+# Every role reads its messages and chooses how it is notified.
+NOTIFICATIONS = [
+    MenuItem("/inbox", N_("Inbox"), N_("Messages about your orders and tasks.")),
+    MenuItem(
+        "/notifications/preferences",
+        N_("Notification settings"),
+        N_("Choose SMS or e-mail per message, and quiet hours."),
+    ),
+]
+
 MENUS: dict[Role, list[MenuItem]] = {
-    Role.RESIDENT: [],
-    Role.PROVIDER_STAFF: [],
-    Role.VOLUNTEER: [],
-    Role.STEWARD: [],
+    Role.RESIDENT: [*NOTIFICATIONS],
+    Role.PROVIDER_STAFF: [*NOTIFICATIONS],
+    Role.VOLUNTEER: [*NOTIFICATIONS],
+    Role.STEWARD: [*NOTIFICATIONS],
     Role.ADMIN: [
+        *NOTIFICATIONS,
+        MenuItem(
+            "/admin/notifications/deliveries",
+            N_("Delivery log"),
+            N_("Every SMS, e-mail and webhook: sent, waiting or failed, and why."),
+        ),
+        MenuItem(
+            "/admin/notifications/webhooks",
+            N_("Webhooks"),
+            N_("Send events to other systems, signed."),
+        ),
+        MenuItem(
+            "/notifications/sms-sandbox",
+            N_("SMS sandbox"),
+            N_("Texts kept here while no SMS gateway is set up."),
+        ),
         MenuItem(
             "/admin/api-clients",
             N_("Integration clients"),

@@ -134,6 +134,52 @@ class Settings:
     password_hash_cost: str = field(default_factory=lambda: _env("CLOUDMARKET_PASSWORD_HASH", "default"))
     """CLOUDMARKET_PASSWORD_HASH: ``default`` (argon2id, RFC 9106 low-memory) or ``fast`` (tests)."""
 
+    sms_gateway_url: str = field(default_factory=lambda: _env("CLOUDMARKET_SMS_GATEWAY_URL"))
+    """CLOUDMARKET_SMS_GATEWAY_URL: the HTTP SMS gateway to POST to; empty means the local sandbox."""
+
+    sms_gateway_secret: str = field(default_factory=lambda: _env("CLOUDMARKET_SMS_GATEWAY_SECRET"))
+    """CLOUDMARKET_SMS_GATEWAY_SECRET: signs gateway requests (HMAC-SHA256, Standard Webhooks headers)."""
+
+    sms_sign_name: str = field(default_factory=lambda: _env("CLOUDMARKET_SMS_SIGN_NAME", "云超市"))
+    """CLOUDMARKET_SMS_SIGN_NAME: the registered SMS signature, shown as 【...】 before each text."""
+
+    sms_templates: str = field(default_factory=lambda: _env("CLOUDMARKET_SMS_TEMPLATES"))
+    """CLOUDMARKET_SMS_TEMPLATES: gateway template codes, ``event=CODE,event.en=CODE,...``."""
+
+    sms_sandbox_public: bool = False
+    """CLOUDMARKET_SMS_SANDBOX_PUBLIC: anyone may read the SMS sandbox page (default on when embedded)."""
+
+    smtp_host: str = field(default_factory=lambda: _env("CLOUDMARKET_SMTP_HOST"))
+    """CLOUDMARKET_SMTP_HOST: the mail server for e-mail notifications; empty turns e-mail off."""
+
+    smtp_port: int = field(default_factory=lambda: _int("CLOUDMARKET_SMTP_PORT", 587))
+    """CLOUDMARKET_SMTP_PORT: the mail server's port."""
+
+    smtp_security: str = field(default_factory=lambda: _env("CLOUDMARKET_SMTP_SECURITY", "starttls").lower())
+    """CLOUDMARKET_SMTP_SECURITY: ``starttls``, ``tls`` (implicit, port 465) or ``none``."""
+
+    smtp_username: str = field(default_factory=lambda: _env("CLOUDMARKET_SMTP_USERNAME"))
+    """CLOUDMARKET_SMTP_USERNAME: login at the mail server; empty sends without logging in."""
+
+    smtp_password: str = field(default_factory=lambda: _env("CLOUDMARKET_SMTP_PASSWORD"))
+    """CLOUDMARKET_SMTP_PASSWORD: password at the mail server."""
+
+    smtp_from: str = field(
+        default_factory=lambda: _env("CLOUDMARKET_SMTP_FROM", "云超市 <noreply@localhost>")
+    )
+    """CLOUDMARKET_SMTP_FROM: the sender of notification e-mails."""
+
+    notify_timeout_seconds: int = field(
+        default_factory=lambda: _int("CLOUDMARKET_NOTIFY_TIMEOUT_SECONDS", 10)
+    )
+    """CLOUDMARKET_NOTIFY_TIMEOUT_SECONDS: how long one SMS, e-mail or webhook send may take."""
+
+    notify_max_attempts: int = field(default_factory=lambda: _int("CLOUDMARKET_NOTIFY_MAX_ATTEMPTS", 6))
+    """CLOUDMARKET_NOTIFY_MAX_ATTEMPTS: tries per message before it is logged as failed."""
+
+    quiet_hours: str = field(default_factory=lambda: _env("CLOUDMARKET_QUIET_HOURS", "22:00-07:00"))
+    """CLOUDMARKET_QUIET_HOURS: default quiet hours for new users, local time; empty for none."""
+
     def __post_init__(self) -> None:
         # Fields that depend on var_dir or on the mode are filled here, once.
         set_ = object.__setattr__
@@ -142,6 +188,7 @@ class Settings:
         set_(self, "secret_key", _env("CLOUDMARKET_SECRET_KEY") or self._embedded_secret("secret_key"))
         set_(self, "data_key", _env("CLOUDMARKET_DATA_KEY") or self._embedded_secret("data_key"))
         set_(self, "demo_data", _bool("CLOUDMARKET_DEMO_DATA", self.embedded))
+        set_(self, "sms_sandbox_public", _bool("CLOUDMARKET_SMS_SANDBOX_PUBLIC", self.embedded))
 
     def _embedded_secret(self, name: str) -> str:
         if not self.is_sqlite:
@@ -170,7 +217,7 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings with secrets and credentials hidden, for ``cloudmarket check``."""
-        hidden = {"secret_key", "data_key"}
+        hidden = {"secret_key", "data_key", "sms_gateway_secret", "smtp_password"}
         shown: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
