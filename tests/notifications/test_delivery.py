@@ -5,7 +5,6 @@ Runs on both backends: SQLite with the in-process broker, and PostgreSQL with Re
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 
@@ -452,6 +451,3 @@ async def test_many_recipients_at_once(worker, make_user, daytime):
     assert await InboxItem.count() == 30
     assert await SandboxSms.count() == 30
     assert not await deliveries(status="queued")
-
-
-_ = asyncio
