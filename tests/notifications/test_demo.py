@@ -1,0 +1,19 @@
+"""The demo data leaves messages that the running service delivers."""
+
+from __future__ import annotations
+
+from marketplace import demo
+from marketplace.auth import Role
+from marketplace.tables import User
+from notifications.tables import InboxItem, SandboxSms
+from tests.conftest import run_jobs
+
+
+async def test_demo_accounts_find_messages_in_their_inbox(worker, daytime):
+    await demo.seed_demo()
+    await run_jobs(worker)
+    resident = await User.select(User.id).where(User.role == Role.RESIDENT.value).first()
+    titles = [r["title"] for r in await InboxItem.select().where(InboxItem.user == resident["id"])]
+    assert set(titles) == {"订单已接单：助餐", "2026年12月服务点数"}
+    assert await InboxItem.count() == 5
+    assert "246810" in " ".join(r["text"] for r in await SandboxSms.select())
