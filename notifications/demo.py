@@ -1,8 +1,8 @@
 """Demo data of `notifications`: a few messages in each demo account's inbox and the SMS sandbox.
 
 They go through ``notify`` like real ones, so the running service delivers them (and the
-SMS sandbox page shows the texts) once the demo starts.  They are sent as urgent so that a
-demo started at night shows its texts at once instead of after quiet hours.
+SMS sandbox page shows the texts) once the demo starts.  The demo accounts keep no quiet
+hours, so that a demo started at night shows its texts at once.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from marketplace.auth import Role
 from marketplace.demo import DemoContext
 from notifications.events import Event
 from notifications.services import notify
-
-URGENT = True  # see the module docstring
+from notifications.tables import Preference
 
 
 async def seed(ctx: DemoContext) -> None:
     now = clock.now()
     month = clock.local_now().date().replace(day=1)
     resident, steward = ctx.users[Role.RESIDENT], ctx.users[Role.STEWARD]
+    await Preference.insert(*[Preference(user=user_id, channels="{}") for user_id in ctx.users.values()])
     order = {"order_no": "DEMO-0001", "service": "助餐"}
     async with db.atomic():
         await notify(
@@ -29,14 +29,12 @@ async def seed(ctx: DemoContext) -> None:
             [resident],
             {"month": month, "credits": 120, "balance": 120},
             dedupe_key=f"demo:credits:{month:%Y-%m}",
-            urgent=URGENT,
         )
         await notify(
             Event.ORDER_ACCEPTED,
             [resident],
             {**order, "provider": "栖霞区仁爱社工服务中心", "when": now + timedelta(hours=3)},
             dedupe_key="demo:order:1:accepted",
-            urgent=URGENT,
         )
         await notify(
             Event.NEW_OFFER,
@@ -48,19 +46,17 @@ async def seed(ctx: DemoContext) -> None:
                 "respond_by": now + timedelta(minutes=30),
             },
             dedupe_key="demo:order:1:offered",
-            urgent=URGENT,
         )
         await notify(
             Event.WARNING_ASSIGNED,
             [steward],
             {"warning_no": "DEMO-YJ-01", "community": "尧化门社区", "signal": "医疗费用", "level": 1},
             dedupe_key="demo:warning:1",
-            urgent=URGENT,
+            urgent=True,  # a hospital bill for a level 1 household is a safety matter
         )
         await notify(
             Event.ACTIVATION_CODE,
             ["13800000099"],
             {"code": "246810", "minutes": 10},
             dedupe_key="demo:activation:1",
-            urgent=URGENT,
         )

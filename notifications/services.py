@@ -93,7 +93,9 @@ async def notify(
     Call it inside the transaction that makes the change: the request and the message to the
     dispatcher commit with it, or not at all.  ``dedupe_key`` names the occurrence (for
     example ``order:42:accepted``): asking again with the same key reaches nobody twice.
-    ``urgent`` lets the message through quiet hours (level 1 and safety messages).  Returns
+    ``urgent`` lets the message through quiet hours (level 1 and safety messages).  A phone
+    number receives SMS only; a user receives the inbox and the channels of their choice, and
+    the webhooks subscribed to the event.  Returns
     the ids of the new requests; repeats are left out.  Raises ValueError or TypeError for a
     mistake of the caller (unknown event, missing context key, malformed phone number).
     """
