@@ -1,3 +1,98 @@
-"""Actors of `households`."""
+"""Actors of `households`: level-change announcements, override expiry, rescoring and imports."""
 
-import marketplace.broker  # noqa: F401 - the broker is set before any actor is declared
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from households import events, services
+from households.tables import Household, HouseholdEvent
+from marketplace import clock, db
+from marketplace.broker import task
+from marketplace.outbox import every, periodic
+
+log = logging.getLogger("cloudmarket.households")
+
+ANNOUNCE_BATCH = 500
+RESCORE_BATCH = 500
+
+
+def _level(value: object) -> int | None:
+    return int(str(value)) if value not in (None, "") else None
+
+
+@task(queue="households")
+async def level_changed(event_ids: list[int]) -> None:
+    """Call every level-change subscriber for these history rows (they key their effect by event id)."""
+    if not event_ids:
+        return
+    rows = await HouseholdEvent.select(
+        HouseholdEvent.id,
+        HouseholdEvent.household,
+        HouseholdEvent.household.community.as_alias("community"),
+        HouseholdEvent.kind,
+        HouseholdEvent.at,
+        HouseholdEvent.detail,
+    ).where(HouseholdEvent.id.is_in(list(event_ids)) & HouseholdEvent.kind.is_in(list(services.LEVEL_KINDS)))
+    for row in sorted(rows, key=lambda r: r["id"]):
+        detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+        at: datetime = row["at"]
+        change = events.LevelChanged(
+            event_id=row["id"],
+            household_id=row["household"],
+            community_id=row["community"],
+            old_level=_level(detail.get("effective_from")),
+            new_level=_level(detail.get("effective_to")),
+            cause=row["kind"],
+            at=at,
+        )
+        for subscriber in events.subscribers():
+            await subscriber(change)
+
+
+@periodic(every(300))
+@task(queue="households")
+async def expire_overrides(slot: str) -> None:
+    """End level overrides whose last day has passed (every five minutes)."""
+    await services.expire_overrides()
+
+
+@task(queue="households")
+async def rescore_all(version: int) -> None:
+    """Score every household with the rules of ``version`` (or newer), a batch per transaction."""
+    rules = await services.current_rules()
+    if rules.version < version:
+        raise RuntimeError(f"rules version {version} is not visible yet")
+    last_id = 0
+    while True:
+        rows = (
+            await Household.select(Household.id)
+            .where((Household.id > last_id) & Household.erased_at.is_null())
+            .order_by(Household.id)
+            .limit(RESCORE_BATCH)
+        )
+        if not rows:
+            break
+        ids = [row["id"] for row in rows]
+        async with db.atomic():
+            await services.rescore(ids, rules=rules)
+        last_id = ids[-1]
+    log.info("households rescored", extra={"rules_version": rules.version, "at": clock.now().isoformat()})
+
+
+@task(queue="imports", time_limit=30 * 60_000, max_retries=2)
+async def run_import(job_id: int) -> None:
+    """Check (and, for a real run, write) one uploaded file; safe to run again."""
+    from households import importer
+
+    await importer.run(job_id)
+
+
+@periodic(every(3600))
+@task(queue="imports")
+async def forget_import_files(slot: str) -> None:
+    """Drop uploaded files (personal data) of dry runs nobody carried out within a day."""
+    from households import importer
+
+    await importer.forget_stale_files()
