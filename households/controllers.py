@@ -1,5 +1,709 @@
-"""Routes of `households`."""
+"""Routes of `households`: stewards' registry pages, the resident's page, admin rules, and the API."""
 
-from typing import Any
+from __future__ import annotations
 
-ROUTES: list[Any] = []
+import json
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from msgspec import structs
+
+from households import importer, services
+from households.schemas import (
+    EraseIn,
+    HouseholdIn,
+    HouseholdOut,
+    HouseholdPage,
+    HouseholdPatch,
+    IdNumberOut,
+    ImportCellError,
+    ImportJobOut,
+    ImportRowOut,
+    ImportRowPage,
+    MemberIn,
+    OverrideIn,
+    ProxyIn,
+    ProxyOut,
+    ReasonIn,
+    household_out,
+    job_out,
+    summary_out,
+)
+from marketplace.auth import Role, logged_in, requires
+from marketplace.errors import DomainError
+
+Upload = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
+STAFF = [requires(Role.STEWARD, Role.ADMIN)]
+PER_PAGE = 20
+
+
+async def form_data(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """A submitted form as a dict; ``groups`` (checkboxes) keeps all its values."""
+    form = await request.form()
+    data: dict[str, Any] = {key: form.get(key) for key in form}
+    data["groups"] = form.getall("groups") if "groups" in form else []
+    return data
+
+
+def errors_of(exc: DomainError) -> dict[str, str]:
+    errors = {e.field: e.text() for e in exc.errors}
+    if not errors:
+        errors["_form"] = exc.text()
+    return errors
+
+
+def _filters(
+    *,
+    level: int | None, group: str | None, category: str | None, status: str | None, community: int | None,
+    q: str | None, sort: str | None,
+) -> services.ListFilters:  # fmt: skip
+    return services.ListFilters(
+        level=level, group=group or None, category=category or None, status=status or None,
+        community_id=community, q=q, sort=sort or "level",
+    )  # fmt: skip
+
+
+class HouseholdPages(Controller):
+    """The stewards' registry: list, detail, forms, override, personal data actions."""
+
+    path = "/households"
+    guards = STAFF
+    include_in_schema = False
+
+    @get("")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        level: int | None = None,
+        group: str | None = None,
+        category: str | None = None,
+        status: str | None = None,
+        community: int | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+    ) -> Template:
+        filters = _filters(
+            level=level, group=group, category=category, status=status, community=community, q=q, sort=sort
+        )
+        households = await services.list_households(request.user, filters, page, PER_PAGE)
+        options = await services.form_options(request.user)
+        return Template("households/list.html", context={"households": households, "f": filters, **options})
+
+    @get("/new")
+    async def new(self, request: Request[Any, Any, Any]) -> Template:
+        options = await services.form_options(request.user)
+        return Template(
+            "households/form.html", context={"values": {}, "errors": {}, "household_id": None, **options}
+        )
+
+    @post("/new", status_code=200)
+    async def create(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        member = {k.removeprefix("members-0-"): v for k, v in data.items() if k.startswith("members-0-")}
+        try:
+            household_id = await services.create_household(request.user, data, [member])
+        except DomainError as exc:
+            options = await services.form_options(request.user)
+            return Template(
+                "households/form.html",
+                context={"values": data, "errors": errors_of(exc), "household_id": None, **options},
+                status_code=exc.status,
+            )
+        return Redirect(f"/households/{household_id}")
+
+    @get("/{household_id:int}")
+    async def show(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        detail = await services.household_detail(request.user, household_id)
+        options = await services.form_options(request.user)
+        return Template("households/detail.html", context={**detail, **options, "errors": {}, "values": {}})
+
+    @get("/{household_id:int}/edit")
+    async def edit(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        detail = await services.household_detail(request.user, household_id)
+        options = await services.form_options(request.user)
+        stewards = await services.stewards_of(detail["household"]["community"])
+        return Template(
+            "households/form.html",
+            context={
+                "values": services.household_form_values(detail), "errors": {}, "household_id": household_id,
+                "stewards": stewards, **options,
+            },
+        )  # fmt: skip
+
+    @post("/{household_id:int}/edit", status_code=200)
+    async def update(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.update_household(request.user, household_id, data)
+        except DomainError as exc:
+            detail = await services.household_detail(request.user, household_id)
+            options = await services.form_options(request.user)
+            stewards = await services.stewards_of(detail["household"]["community"])
+            return Template(
+                "households/form.html",
+                context={
+                    "values": {**data, "code": detail["household"]["code"]}, "errors": errors_of(exc),
+                    "household_id": household_id, "stewards": stewards, **options,
+                },
+                status_code=exc.status,
+            )  # fmt: skip
+        return Redirect(f"/households/{household_id}")
+
+    @get("/{household_id:int}/members/new")
+    async def new_member(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        await services.staff_household(request.user, household_id)
+        options = await services.form_options(request.user)
+        context = {"values": {}, "errors": {}, "household_id": household_id, "member_id": None, **options}
+        return Template("households/member_form.html", context=context)
+
+    @post("/{household_id:int}/members/new", status_code=200)
+    async def add_member(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        return await self._save_member(request, household_id, None)
+
+    @get("/{household_id:int}/members/{member_id:int}/edit")
+    async def edit_member(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template:
+        values = await services.member_for_edit(request.user, household_id, member_id)
+        options = await services.form_options(request.user)
+        context = {
+            "values": values,
+            "errors": {},
+            "household_id": household_id,
+            "member_id": member_id,
+            **options,
+        }
+        return Template("households/member_form.html", context=context)
+
+    @post("/{household_id:int}/members/{member_id:int}/edit", status_code=200)
+    async def update_member(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template | Redirect:
+        return await self._save_member(request, household_id, member_id)
+
+    async def _save_member(
+        self, request: Request[Any, Any, Any], household_id: int, member_id: int | None
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.save_member(request.user, household_id, data, member_id=member_id)
+        except DomainError as exc:
+            options = await services.form_options(request.user)
+            data.pop("id_number", None)  # never echo an ID number back into a page
+            return Template(
+                "households/member_form.html",
+                context={
+                    "values": data, "errors": errors_of(exc), "household_id": household_id,
+                    "member_id": member_id, **options,
+                },
+                status_code=exc.status,
+            )  # fmt: skip
+        return Redirect(f"/households/{household_id}")
+
+    @post("/{household_id:int}/members/{member_id:int}/remove", status_code=200)
+    async def remove_member(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.remove_member(
+                request.user, household_id, member_id, reason=data.get("reason") or ""
+            )
+        except DomainError as exc:
+            return await self._detail_with_errors(request, household_id, exc, data)
+        return Redirect(f"/households/{household_id}")
+
+    async def _detail_with_errors(
+        self, request: Request[Any, Any, Any], household_id: int, exc: DomainError, data: dict[str, Any]
+    ) -> Template:
+        detail = await services.household_detail(request.user, household_id)
+        options = await services.form_options(request.user)
+        context = {**detail, **options, "errors": errors_of(exc), "values": data}
+        return Template("households/detail.html", context=context, status_code=exc.status)
+
+    @get("/{household_id:int}/override")
+    async def override_form(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        detail = await services.household_detail(request.user, household_id)
+        return Template(
+            "households/override.html", context={**detail, "values": {}, "errors": {}, "levels": [1, 2, 3]}
+        )
+
+    @post("/{household_id:int}/override", status_code=200)
+    async def override(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.override_level(
+                request.user, household_id, level=data.get("level"), reason=data.get("reason") or "",
+                until=data.get("until"),
+            )  # fmt: skip
+        except DomainError as exc:
+            detail = await services.household_detail(request.user, household_id)
+            context = {**detail, "values": data, "errors": errors_of(exc), "levels": [1, 2, 3]}
+            return Template("households/override.html", context=context, status_code=exc.status)
+        return Redirect(f"/households/{household_id}")
+
+    @post("/{household_id:int}/override/clear", status_code=200)
+    async def clear_override(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.clear_override(request.user, household_id, reason=data.get("reason") or "")
+        except DomainError as exc:
+            detail = await services.household_detail(request.user, household_id)
+            context = {**detail, "values": data, "errors": errors_of(exc), "levels": [1, 2, 3]}
+            return Template("households/override.html", context=context, status_code=exc.status)
+        return Redirect(f"/households/{household_id}")
+
+    @get("/{household_id:int}/members/{member_id:int}/reveal")
+    async def reveal_form(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template:
+        member = await services.member_for_edit(request.user, household_id, member_id)
+        context = {"member": member, "household_id": household_id, "errors": {}, "id_number": None}
+        return Template("households/reveal.html", context=context)
+
+    @post("/{household_id:int}/members/{member_id:int}/reveal", status_code=200)
+    async def reveal(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template:
+        data = await form_data(request)
+        member = await services.member_for_edit(request.user, household_id, member_id)
+        context: dict[str, Any] = {
+            "member": member,
+            "household_id": household_id,
+            "errors": {},
+            "id_number": None,
+        }
+        try:
+            context["id_number"] = await services.reveal_id_number(
+                request.user, household_id, member_id, reason=data.get("reason") or ""
+            )
+        except DomainError as exc:
+            return Template(
+                "households/reveal.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Template("households/reveal.html", context=context)
+
+    @post("/{household_id:int}/consents", status_code=200)
+    async def add_consent(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.add_consent(request.user, household_id, data)
+        except DomainError as exc:
+            return await self._detail_with_errors(request, household_id, exc, data)
+        return Redirect(f"/households/{household_id}#consents")
+
+    @post("/{household_id:int}/proxies", status_code=200)
+    async def link_proxy(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.link_proxy(
+                request.user, household_id, phone=data.get("phone") or "", name=data.get("display_name") or ""
+            )
+        except DomainError as exc:
+            return await self._detail_with_errors(request, household_id, exc, data)
+        return Redirect(f"/households/{household_id}#accounts")
+
+    @post("/{household_id:int}/proxies/{user_id:int}/unlink", status_code=200)
+    async def unlink_proxy(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], user_id: FromPath[int]
+    ) -> Redirect:
+        await services.unlink_proxy(request.user, household_id, user_id)
+        return Redirect(f"/households/{household_id}#accounts")
+
+    @get("/{household_id:int}/export")
+    async def export_form(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        household = await services.staff_household(request.user, household_id)
+        return Template("households/export.html", context={"household": household, "errors": {}})
+
+    @post("/{household_id:int}/export", status_code=200)
+    async def export(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Response[Any] | Template:
+        data = await form_data(request)
+        try:
+            exported = await services.export_household(
+                request.user, household_id, reason=data.get("reason") or ""
+            )
+        except DomainError as exc:
+            household = await services.staff_household(request.user, household_id)
+            context = {"household": household, "errors": errors_of(exc)}
+            return Template("households/export.html", context=context, status_code=exc.status)
+        return _json_download(exported, f"household-{household_id}.json")
+
+    @get("/{household_id:int}/erase")
+    async def erase_form(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
+        household = await services.staff_household(request.user, household_id)
+        return Template("households/erase.html", context={"household": household, "errors": {}, "values": {}})
+
+    @post("/{household_id:int}/erase", status_code=200)
+    async def erase(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.erase_household(
+                request.user,
+                household_id,
+                reason=data.get("reason") or "",
+                confirm_code=data.get("confirm_code") or "",
+            )
+        except DomainError as exc:
+            household = await services.staff_household(request.user, household_id)
+            context = {"household": household, "errors": errors_of(exc), "values": data}
+            return Template("households/erase.html", context=context, status_code=exc.status)
+        return Redirect(f"/households/{household_id}")
+
+
+def _json_download(body: Any, filename: str) -> Response[Any]:
+    return Response(
+        json.dumps(body, ensure_ascii=False, indent=2, default=str),
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+class ImportPages(Controller):
+    """Uploading households: a dry run row by row, then the real run, with progress."""
+
+    path = "/households/import"
+    guards = STAFF
+    include_in_schema = False
+
+    @get("")
+    async def index(self, request: Request[Any, Any, Any]) -> Template:
+        jobs = await importer.recent_jobs(request.user)
+        return Template("households/import.html", context={"jobs": jobs, "errors": {}})
+
+    @post("", status_code=200)
+    async def upload(self, request: Request[Any, Any, Any], data: Upload) -> Template | Redirect:
+        upload = data.get("file")
+        try:
+            content = await upload.read() if isinstance(upload, UploadFile) else b""
+            name = upload.filename if isinstance(upload, UploadFile) else ""
+            job_id = await importer.start(request.user, filename=name, content=content, dry_run=True)
+        except DomainError as exc:
+            jobs = await importer.recent_jobs(request.user)
+            return Template(
+                "households/import.html",
+                context={"jobs": jobs, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect(f"/households/import/{job_id}")
+
+    @get("/template.csv")
+    async def template(self) -> Response[bytes]:
+        return Response(
+            importer.template_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="households-template.csv"'},
+        )
+
+    @get("/{job_id:int}")
+    async def show(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: FromPath[int],
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        errors_only: bool = False,
+    ) -> Template:
+        job = await importer.job_for(request.user, job_id)
+        rows = await importer.job_rows(request.user, job_id, only_errors=errors_only, page=page)
+        context = {"job": job, "rows": rows, "errors_only": errors_only, "error_text": importer.error_text}
+        return Template("households/import_job.html", context=context)
+
+    @post("/{job_id:int}/apply", status_code=200)
+    async def apply(self, request: Request[Any, Any, Any], job_id: FromPath[int]) -> Redirect:
+        real = await importer.apply(request.user, job_id)
+        return Redirect(f"/households/import/{real}")
+
+
+class MyHousehold(Controller):
+    """A resident's own household."""
+
+    path = "/my/household"
+    guards = [requires(Role.RESIDENT)]
+    include_in_schema = False
+
+    @get("")
+    async def show(self, request: Request[Any, Any, Any]) -> Template:
+        detail = await services.my_household(request.user)
+        return Template("households/mine.html", context={"detail": detail, "labels": await services.labels()})
+
+    @post("/export", status_code=200)
+    async def export(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        household_id = await services.my_household_id(request.user)
+        exported = await services.export_household(request.user, household_id)
+        return _json_download(exported, "my-household.json")
+
+
+class NeedLevelAdmin(Controller):
+    """Administrators edit the need-level rules (kept with history) and the need groups."""
+
+    path = "/admin"
+    guards = [requires(Role.ADMIN)]
+    include_in_schema = False
+
+    @get("/need-levels")
+    async def rules(self) -> Template:
+        return Template("households/admin_rules.html", context=await services.rules_page())
+
+    @post("/need-levels", status_code=200)
+    async def save_rules(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        form = await request.form()
+        rules, thresholds, note = services.rules_from_form(form)
+        try:
+            await services.save_rules(request.user, rules=rules, thresholds=thresholds, note=note)
+        except DomainError as exc:
+            context = await services.rules_page(rules=rules, thresholds=thresholds, note=note)
+            return Template(
+                "households/admin_rules.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect("/admin/need-levels?saved=1")
+
+    @get("/need-groups")
+    async def groups(self) -> Template:
+        groups = await services.need_groups()
+        return Template(
+            "households/admin_groups.html", context={"groups": groups, "errors": {}, "values": {}}
+        )
+
+    @post("/need-groups", status_code=200)
+    async def add_group(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await services.add_need_group(
+                request.user, code=data.get("code") or "", name_zh=data.get("name_zh") or "",
+                name_en=data.get("name_en") or "",
+            )  # fmt: skip
+        except DomainError as exc:
+            groups = await services.need_groups()
+            context = {"groups": groups, "errors": errors_of(exc), "values": data}
+            return Template("households/admin_groups.html", context=context, status_code=exc.status)
+        return Redirect("/admin/need-groups")
+
+
+# -- JSON API ----------------------------------------------------------------------------------
+
+
+class HouseholdApi(Controller):
+    """Households of the caller's communities (stewards, admins) or the caller's own (residents)."""
+
+    path = "/api/v1/households"
+    tags = ["households"]
+
+    @get("", guards=STAFF, summary="List households")
+    async def list_households(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=200)] = PER_PAGE,
+        level: Annotated[int | None, QueryParameter(ge=1, le=3)] = None,
+        group: str | None = None,
+        category: str | None = None,
+        status: str | None = None,
+        community: int | None = None,
+        q: Annotated[
+            str | None, QueryParameter(description="Name, phone, household code or ID suffix")
+        ] = None,
+        sort: Annotated[
+            str | None, QueryParameter(description="level, code, updated, community; - for descending")
+        ] = None,
+    ) -> HouseholdPage:
+        """Paginated and filterable; ID numbers never appear, only masked on the detail."""
+        filters = _filters(
+            level=level, group=group, category=category, status=status, community=community, q=q, sort=sort
+        )
+        result = await services.list_households(request.user, filters, page, per_page)
+        return HouseholdPage(
+            items=[summary_out(row) for row in result.items], page=result.page, per_page=result.per_page,
+            total=result.total, pages=result.pages,
+        )  # fmt: skip
+
+    @post("", guards=STAFF, summary="Register a household")
+    async def create(self, request: Request[Any, Any, Any], data: HouseholdIn) -> HouseholdOut:
+        body = structs.asdict(data)
+        members = [structs.asdict(m) for m in data.members]
+        household_id = await services.create_household(request.user, body, members)
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @get("/mine", guards=[requires(Role.RESIDENT)], summary="My household")
+    async def mine(self, request: Request[Any, Any, Any]) -> HouseholdOut:
+        household_id = await services.my_household_id(request.user)
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @get("/{household_id:int}", guards=[logged_in], summary="One household")
+    async def show(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> HouseholdOut:
+        """Members with masked ID numbers, the level and its explanation, the history."""
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @patch("/{household_id:int}", guards=STAFF, summary="Change a household")
+    async def update(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: HouseholdPatch
+    ) -> HouseholdOut:
+        await services.update_household(request.user, household_id, structs.asdict(data))
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @post("/{household_id:int}/members", guards=STAFF, summary="Add a member")
+    async def add_member(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: MemberIn
+    ) -> HouseholdOut:
+        await services.save_member(request.user, household_id, structs.asdict(data))
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @patch("/{household_id:int}/members/{member_id:int}", guards=STAFF, summary="Change a member")
+    async def update_member(
+        self,
+        request: Request[Any, Any, Any],
+        household_id: FromPath[int],
+        member_id: FromPath[int],
+        data: MemberIn,
+    ) -> HouseholdOut:
+        await services.save_member(request.user, household_id, structs.asdict(data), member_id=member_id)
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @post("/{household_id:int}/members/{member_id:int}/remove", guards=STAFF, summary="Remove a member")
+    async def remove_member(
+        self,
+        request: Request[Any, Any, Any],
+        household_id: FromPath[int],
+        member_id: FromPath[int],
+        data: ReasonIn,
+    ) -> HouseholdOut:
+        await services.remove_member(request.user, household_id, member_id, reason=data.reason)
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @post("/{household_id:int}/level-override", guards=STAFF, summary="Set the level by hand")
+    async def override(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: OverrideIn
+    ) -> HouseholdOut:
+        await services.override_level(
+            request.user, household_id, level=data.level, reason=data.reason, until=data.until
+        )
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @delete(
+        "/{household_id:int}/level-override", guards=STAFF, summary="End a level override", status_code=200
+    )
+    async def clear_override(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], reason: str
+    ) -> HouseholdOut:
+        await services.clear_override(request.user, household_id, reason=reason)
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @post(
+        "/{household_id:int}/members/{member_id:int}/id-number", guards=STAFF, summary="Read a full ID number"
+    )
+    async def reveal(
+        self,
+        request: Request[Any, Any, Any],
+        household_id: FromPath[int],
+        member_id: FromPath[int],
+        data: ReasonIn,
+    ) -> IdNumberOut:
+        """Only for a steward of the household's community, with a reason; the read is audited."""
+        number = await services.reveal_id_number(request.user, household_id, member_id, reason=data.reason)
+        return IdNumberOut(member_id=member_id, id_number=number)
+
+    @post(
+        "/{household_id:int}/export", guards=[logged_in], summary="Export everything held about a household"
+    )
+    async def export(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: ReasonIn
+    ) -> dict[str, Any]:
+        """For the household itself or a steward of its community (with a reason); audited."""
+        return await services.export_household(request.user, household_id, reason=data.reason)
+
+    @post("/{household_id:int}/erase", guards=STAFF, summary="Erase a household's personal data")
+    async def erase(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: EraseIn
+    ) -> HouseholdOut:
+        await services.erase_household(
+            request.user, household_id, reason=data.reason, confirm_code=data.confirm_code
+        )
+        return household_out(await services.household_detail(request.user, household_id))
+
+    @post("/{household_id:int}/proxies", guards=STAFF, summary="Link a family member's account")
+    async def link_proxy(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: ProxyIn
+    ) -> ProxyOut:
+        user_id = await services.link_proxy(
+            request.user, household_id, phone=data.phone, name=data.display_name
+        )
+        return ProxyOut(user_id=user_id)
+
+
+class ImportApi(Controller):
+    """Household imports: upload (dry run or real), then poll the job and read its rows."""
+
+    path = "/api/v1/household-imports"
+    tags = ["households"]
+    guards = STAFF
+
+    @post("", summary="Upload a CSV or XLSX file")
+    async def upload(
+        self, request: Request[Any, Any, Any], data: Upload, dry_run: bool = True
+    ) -> ImportJobOut:
+        upload = data.get("file")
+        content = await upload.read() if isinstance(upload, UploadFile) else b""
+        name = upload.filename if isinstance(upload, UploadFile) else ""
+        job_id = await importer.start(request.user, filename=name, content=content, dry_run=dry_run)
+        return job_out(await importer.job_for(request.user, job_id))
+
+    @get("/{job_id:int}", summary="An import's progress and counts")
+    async def show(self, request: Request[Any, Any, Any], job_id: FromPath[int]) -> ImportJobOut:
+        return job_out(await importer.job_for(request.user, job_id))
+
+    @get("/{job_id:int}/rows", summary="An import's rows, with their errors")
+    async def rows(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: FromPath[int],
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        errors_only: bool = False,
+    ) -> ImportRowPage:
+        error_text = importer.error_text
+        result = await importer.job_rows(
+            request.user, job_id, only_errors=errors_only, page=page, per_page=per_page
+        )
+        return ImportRowPage(
+            items=[
+                ImportRowOut(
+                    row=r["row_number"], household_code=r["household_code"], action=r["action"],
+                    errors=[ImportCellError(column=c, message=t) for c, t in error_text(r["errors"])],
+                )
+                for r in result.items
+            ],
+            page=result.page, per_page=result.per_page, total=result.total, pages=result.pages,
+        )  # fmt: skip
+
+    @post("/{job_id:int}/apply", summary="Carry out a dry run that found no errors")
+    async def apply(self, request: Request[Any, Any, Any], job_id: FromPath[int]) -> ImportJobOut:
+        real = await importer.apply(request.user, job_id)
+        return job_out(await importer.job_for(request.user, real))
+
+
+ROUTES: list[Any] = [HouseholdPages, ImportPages, MyHousehold, NeedLevelAdmin, HouseholdApi, ImportApi]

@@ -372,28 +372,39 @@ class Checker:
             if household is None or member is None:
                 row.action = "error"
                 continue
-            plan = self._household_plan(row, household, existing_households)
-            if plan is None:
-                continue
-            known = existing_members.get(member.index)
-            if known is not None and known["household_code"] != household.code:
-                if self.scope is None or known["household_community"] in self.scope:
-                    message = N_("This ID number is registered in household %(code)s.")
-                    _error(row, self.labels, "id_number", message, code=known["household_code"])
-                else:  # the other household is beyond this steward's reach: say no more
-                    message = N_("This ID number is registered in a household of another community.")
-                    _error(row, self.labels, "id_number", message)
-                continue
-            if known is not None:
-                member.existing = known
-                member.changed = _stored_member_signature(known) != _member_signature(member.fields)
-            plan.members.append(member)
-            if member.existing is None:
-                row.action = "create" if plan.existing is None else "update"
-            elif member.changed or plan.changed:
-                row.action = "update"
-            else:
-                row.action = "unchanged"
+            self._place(row, household, member, existing_households, existing_members)
+
+    def _place(
+        self,
+        row: RowOutcome,
+        household: HouseholdFields,
+        member: MemberPlan,
+        existing_households: dict[str, dict[str, Any]],
+        existing_members: dict[str, dict[str, Any]],
+    ) -> None:
+        """Add a checked row to its household's plan, or record why it cannot be."""
+        plan = self._household_plan(row, household, existing_households)
+        if plan is None:
+            return
+        known = existing_members.get(member.index)
+        if known is not None and known["household_code"] != household.code:
+            if self.scope is None or known["household_community"] in self.scope:
+                message = N_("This ID number is registered in household %(code)s.")
+                _error(row, self.labels, "id_number", message, code=known["household_code"])
+            else:  # the other household is beyond this steward's reach: say no more
+                message = N_("This ID number is registered in a household of another community.")
+                _error(row, self.labels, "id_number", message)
+            return
+        if known is not None:
+            member.existing = known
+            member.changed = _stored_member_signature(known) != _member_signature(member.fields)
+        plan.members.append(member)
+        if member.existing is None:
+            row.action = "create" if plan.existing is None else "update"
+        elif member.changed or plan.changed:
+            row.action = "update"
+        else:
+            row.action = "unchanged"
 
     def _household_plan(
         self, row: RowOutcome, fields: HouseholdFields, existing: dict[str, dict[str, Any]]

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -704,7 +704,9 @@ def _household_values(fields: HouseholdFields) -> dict[Any, Any]:
     }
 
 
-async def create_household(p: Principal, data: Mapping[str, Any], members: list[Mapping[str, Any]]) -> int:
+async def create_household(
+    p: Principal, data: Mapping[str, Any], members: Sequence[Mapping[str, Any]]
+) -> int:
     """Register a household with at least one member; scored at once."""
     if p.role not in (Role.STEWARD, Role.ADMIN):
         raise NotFound()
@@ -1194,3 +1196,108 @@ async def unlink_proxy(p: Principal, household_id: int, user_id: int) -> None:
 
 def category_label(code: str) -> str:
     return gettext(CATEGORIES.get(code, code))
+
+
+async def form_options(p: Principal) -> dict[str, Any]:
+    """The choices the household forms offer, in the reader's language."""
+    from households.validation import RELATIONS, SEXES, STATUSES
+
+    return {
+        "communities": await communities_for(p),
+        "groups": await need_groups(),
+        "categories": [(code, gettext(label)) for code, label in CATEGORIES.items()],
+        "statuses": [(code, gettext(label)) for code, label in STATUSES.items()],
+        "relations": [(code, gettext(label)) for code, label in RELATIONS.items()],
+        "sexes": [(code, gettext(label)) for code, label in SEXES.items()],
+        "consent_methods": [(code, gettext(label)) for code, label in CONSENT_METHODS.items()],
+        "levels": list(levels.LEVELS),
+    }
+
+
+def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
+    """A stored household as the edit form's values."""
+    h = detail["household"]
+    return {
+        "code": h["code"],
+        "community_id": str(h["community"]),
+        "address": h["address"],
+        "phone": h["phone"],
+        "category": h["category"],
+        "groups": h["groups"],
+        "status": h["status"],
+        "latitude": "" if h["latitude"] is None else str(h["latitude"]),
+        "longitude": "" if h["longitude"] is None else str(h["longitude"]),
+        "steward_id": "" if h["steward"] is None else str(h["steward"]),
+    }
+
+
+def rule_label(item: Mapping[str, Any]) -> str:
+    """A rule's description in the reader's language."""
+    return str(item["label_zh"] if current_locale.get().startswith("zh") else item["label_en"])
+
+
+async def labels() -> dict[str, dict[str, str]]:
+    """Code → label of every coded value a page shows, in the reader's language."""
+    from households.validation import RELATIONS, SEXES, STATUSES
+
+    return {
+        "categories": {code: gettext(label) for code, label in CATEGORIES.items()},
+        "groups": {g.code: g.label for g in await need_groups()},
+        "statuses": {code: gettext(label) for code, label in STATUSES.items()},
+        "relations": {code: gettext(label) for code, label in RELATIONS.items()},
+        "sexes": {code: gettext(label) for code, label in SEXES.items()},
+        "consent_methods": {code: gettext(label) for code, label in CONSENT_METHODS.items()},
+        "rule_kinds": {code: gettext(label) for code, label in levels.RULE_KINDS.items()},
+    }
+
+
+async def my_household_id(p: Principal) -> int:
+    """The id of the household a resident acts for; NotFound when not linked."""
+    if p.role != Role.RESIDENT:
+        raise NotFound()
+    linked = sorted(int(ref) for ref in p.linked(LinkKind.HOUSEHOLD) if ref.isdigit())
+    if not linked:
+        raise NotFound()
+    return linked[0]
+
+
+BLANK_RULE_ROWS = 2
+
+
+def rules_from_form(form: Any) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """The rule editor's rows (``rules-<n>-<part>``) as rule dicts; empty new rows are skipped."""
+    rows: dict[int, dict[str, Any]] = {}
+    for key in form:
+        match = re.fullmatch(r"rules-(\d+)-(\w+)", key)
+        if match:
+            rows.setdefault(int(match.group(1)), {})[match.group(2)] = form.get(key)
+    rules = []
+    for n in sorted(rows):
+        row = rows[n]
+        if row.get("new") and not str(row.get("id") or "").strip():
+            continue
+        row["enabled"] = row.get("enabled") in ("on", "1", "true", True)
+        row.pop("new", None)
+        rules.append(row)
+    thresholds = {"level1": form.get("level1", ""), "level2": form.get("level2", "")}
+    return rules, thresholds, str(form.get("note") or "")
+
+
+async def rules_page(
+    *, rules: list[dict[str, Any]] | None = None, thresholds: Mapping[str, Any] | None = None, note: str = ""
+) -> dict[str, Any]:
+    """What the rule editor shows: the rules in force (or as typed), blank rows, the history."""
+    current = await current_rules()
+    shown = rules if rules is not None else [dict(r, enabled=r.get("enabled", True)) for r in current.rules]
+    blanks = [{"new": True, "enabled": True} for _ in range(BLANK_RULE_ROWS)]
+    return {
+        "rules": shown + blanks,
+        "thresholds": thresholds if thresholds is not None else current.thresholds,
+        "note": note,
+        "version": current.version,
+        "history": await rule_history(),
+        "kinds": [(code, gettext(label)) for code, label in levels.RULE_KINDS.items()],
+        "categories": [(code, gettext(label)) for code, label in CATEGORIES.items()],
+        "groups": await need_groups(),
+        "errors": {},
+    }

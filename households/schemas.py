@@ -1,0 +1,286 @@
+"""Request and response bodies of the households API (they document the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from msgspec import Struct, field
+
+
+class MemberIn(Struct, kw_only=True):
+    name: str
+    id_number: str = ""  # on a change, empty keeps the stored number
+    birth_date: date | None = None
+    sex: str = ""
+    relation: str = "head"
+    phone: str = ""
+    disability_grade: int | None = None
+    health: str = ""
+    can_use_phone: bool = False
+
+
+class HouseholdIn(Struct, kw_only=True):
+    code: str
+    community_id: int
+    address: str
+    phone: str
+    category: str
+    groups: list[str] = field(default_factory=list)
+    status: str = "active"
+    latitude: float | None = None
+    longitude: float | None = None
+    members: list[MemberIn] = field(default_factory=list)
+
+
+class HouseholdPatch(Struct, kw_only=True):
+    """The household's own fields; members are changed through their own routes."""
+
+    community_id: int
+    address: str
+    phone: str
+    category: str
+    groups: list[str] = field(default_factory=list)
+    status: str = "active"
+    latitude: float | None = None
+    longitude: float | None = None
+    steward_id: int | None = None
+
+
+class MemberOut(Struct, kw_only=True):
+    id: int
+    name: str
+    id_number_masked: str
+    birth_date: date | None
+    sex: str
+    relation: str
+    phone: str
+    disability_grade: int | None
+    can_use_phone: bool
+    health: str | None = None
+
+
+class ReasonItem(Struct, kw_only=True):
+    rule: str
+    points: int
+    label_zh: str
+    label_en: str
+
+
+class LevelOut(Struct, kw_only=True):
+    level: int | None
+    computed_level: int | None
+    points: int
+    fired: list[ReasonItem]
+    thresholds: dict[str, int]
+    rules_version: int | None
+    override_level: int | None = None
+    override_reason: str = ""
+    override_until: datetime | None = None
+
+
+class HistoryItem(Struct, kw_only=True):
+    at: datetime
+    kind: str
+    from_value: str
+    to_value: str
+    reason: str
+    actor_id: int | None
+    actor_name: str | None
+
+
+class HouseholdSummary(Struct, kw_only=True):
+    id: int
+    code: str
+    community_id: int
+    community_name: str
+    head_name: str
+    address: str
+    phone: str
+    category: str
+    groups: list[str]
+    status: str
+    level: int | None
+    level_overridden: bool
+    erased: bool
+    updated_at: datetime
+
+
+class HouseholdPage(Struct, kw_only=True):
+    items: list[HouseholdSummary]
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+class HouseholdOut(Struct, kw_only=True):
+    id: int
+    code: str
+    community_id: int
+    community_name: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    phone: str
+    category: str
+    groups: list[str]
+    status: str
+    steward_id: int | None
+    level: LevelOut
+    members: list[MemberOut]
+    history: list[HistoryItem]
+    erased: bool
+
+
+class OverrideIn(Struct, kw_only=True):
+    level: int
+    reason: str
+    until: date
+
+
+class ReasonIn(Struct, kw_only=True):
+    reason: str
+
+
+class EraseIn(Struct, kw_only=True):
+    reason: str
+    confirm_code: str
+
+
+class ProxyIn(Struct, kw_only=True):
+    phone: str
+    display_name: str = ""
+
+
+class IdNumberOut(Struct, kw_only=True):
+    member_id: int
+    id_number: str
+
+
+class ProxyOut(Struct, kw_only=True):
+    user_id: int
+
+
+class ImportJobOut(Struct, kw_only=True):
+    id: int
+    filename: str
+    dry_run: bool
+    state: str
+    total_rows: int
+    processed_rows: int
+    created: int
+    updated: int
+    unchanged: int
+    errors: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ImportCellError(Struct, kw_only=True):
+    column: str
+    message: str
+
+
+class ImportRowOut(Struct, kw_only=True):
+    row: int
+    household_code: str
+    action: str
+    errors: list[ImportCellError]
+
+
+class ImportRowPage(Struct, kw_only=True):
+    items: list[ImportRowOut]
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+def member_out(view: dict[str, Any]) -> MemberOut:
+    return MemberOut(**view)
+
+
+def _level_out(household: dict[str, Any]) -> LevelOut:
+    explanation = household["level_explanation"] or {}
+    return LevelOut(
+        level=household["level"],
+        computed_level=household["computed_level"],
+        points=household["level_points"],
+        fired=[ReasonItem(**item) for item in explanation.get("fired", [])],
+        thresholds=explanation.get("thresholds", {}),
+        rules_version=explanation.get("version"),
+        override_level=household["override_level"],
+        override_reason=household["override_reason"],
+        override_until=household["override_until"],
+    )
+
+
+def household_out(detail: dict[str, Any]) -> HouseholdOut:
+    """The API view of :func:`households.services.household_detail`."""
+    h = detail["household"]
+    return HouseholdOut(
+        id=h["id"],
+        code=h["code"],
+        community_id=h["community"],
+        community_name=detail["community"]["name"] if detail["community"] else "",
+        address=h["address"],
+        latitude=h["latitude"],
+        longitude=h["longitude"],
+        phone=h["phone"],
+        category=h["category"],
+        groups=h["groups"],
+        status=h["status"],
+        steward_id=h["steward"],
+        level=_level_out(h),
+        members=[member_out(m) for m in detail["members"]],
+        history=[
+            HistoryItem(
+                at=e["at"],
+                kind=e["kind"],
+                from_value=e["from_value"],
+                to_value=e["to_value"],
+                reason=e["reason"],
+                actor_id=e["actor"],
+                actor_name=e["actor_name"],
+            )
+            for e in detail["history"]
+        ],
+        erased=h["erased_at"] is not None,
+    )
+
+
+def summary_out(row: dict[str, Any]) -> HouseholdSummary:
+    return HouseholdSummary(
+        id=row["id"],
+        code=row["code"],
+        community_id=row["community"],
+        community_name=row["community_name"],
+        head_name=row["head_name"],
+        address=row["address"],
+        phone=row["phone"],
+        category=row["category"],
+        groups=row["groups"],
+        status=row["status"],
+        level=row["level"],
+        level_overridden=row["override_level"] is not None,
+        erased=row["erased_at"] is not None,
+        updated_at=row["updated_at"],
+    )
+
+
+def job_out(job: dict[str, Any]) -> ImportJobOut:
+    return ImportJobOut(
+        id=job["id"],
+        filename=job["filename"],
+        dry_run=job["dry_run"],
+        state=job["state"],
+        total_rows=job["total_rows"],
+        processed_rows=job["processed_rows"],
+        created=job["created_count"],
+        updated=job["updated_count"],
+        unchanged=job["unchanged_count"],
+        errors=job["error_count"],
+        created_at=job["created_at"],
+        finished_at=job["finished_at"],
+    )
