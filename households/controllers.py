@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from msgspec import structs
 
@@ -80,13 +80,13 @@ class HouseholdPages(Controller):
         request: Request[Any, Any, Any],
         *,
         page: Annotated[int, QueryParameter(ge=1)] = 1,
-        level: int | None = None,
-        group: str | None = None,
-        category: str | None = None,
-        status: str | None = None,
-        community: int | None = None,
-        q: str | None = None,
-        sort: str | None = None,
+        level: FromQuery[int | None] = None,
+        group: FromQuery[str | None] = None,
+        category: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        community: FromQuery[int | None] = None,
+        q: FromQuery[str | None] = None,
+        sort: FromQuery[str | None] = None,
     ) -> Template:
         filters = _filters(
             level=level, group=group, category=category, status=status, community=community, q=q, sort=sort
@@ -424,11 +424,14 @@ class ImportPages(Controller):
         request: Request[Any, Any, Any],
         job_id: FromPath[int],
         page: Annotated[int, QueryParameter(ge=1)] = 1,
-        errors_only: bool = False,
+        errors_only: FromQuery[bool] = False,
     ) -> Template:
         job = await importer.job_for(request.user, job_id)
         rows = await importer.job_rows(request.user, job_id, only_errors=errors_only, page=page)
-        context = {"job": job, "rows": rows, "errors_only": errors_only, "error_text": importer.error_text}
+        context = {
+            "job": job, "rows": rows, "errors_only": errors_only, "error_text": importer.error_text,
+            "file_errors": importer.file_errors(job),
+        }  # fmt: skip
         return Template("households/import_job.html", context=context)
 
     @post("/{job_id:int}/apply", status_code=200)
@@ -521,10 +524,10 @@ class HouseholdApi(Controller):
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=200)] = PER_PAGE,
         level: Annotated[int | None, QueryParameter(ge=1, le=3)] = None,
-        group: str | None = None,
-        category: str | None = None,
-        status: str | None = None,
-        community: int | None = None,
+        group: FromQuery[str | None] = None,
+        category: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        community: FromQuery[int | None] = None,
         q: Annotated[
             str | None, QueryParameter(description="Name, phone, household code or ID suffix")
         ] = None,
@@ -543,7 +546,7 @@ class HouseholdApi(Controller):
         )  # fmt: skip
 
     @post("", guards=STAFF, summary="Register a household")
-    async def create(self, request: Request[Any, Any, Any], data: HouseholdIn) -> HouseholdOut:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[HouseholdIn]) -> HouseholdOut:
         body = structs.asdict(data)
         members = [structs.asdict(m) for m in data.members]
         household_id = await services.create_household(request.user, body, members)
@@ -561,14 +564,14 @@ class HouseholdApi(Controller):
 
     @patch("/{household_id:int}", guards=STAFF, summary="Change a household")
     async def update(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: HouseholdPatch
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[HouseholdPatch]
     ) -> HouseholdOut:
         await services.update_household(request.user, household_id, structs.asdict(data))
         return household_out(await services.household_detail(request.user, household_id))
 
     @post("/{household_id:int}/members", guards=STAFF, summary="Add a member")
     async def add_member(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: MemberIn
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[MemberIn]
     ) -> HouseholdOut:
         await services.save_member(request.user, household_id, structs.asdict(data))
         return household_out(await services.household_detail(request.user, household_id))
@@ -579,7 +582,7 @@ class HouseholdApi(Controller):
         request: Request[Any, Any, Any],
         household_id: FromPath[int],
         member_id: FromPath[int],
-        data: MemberIn,
+        data: JSONBody[MemberIn],
     ) -> HouseholdOut:
         await services.save_member(request.user, household_id, structs.asdict(data), member_id=member_id)
         return household_out(await services.household_detail(request.user, household_id))
@@ -590,14 +593,14 @@ class HouseholdApi(Controller):
         request: Request[Any, Any, Any],
         household_id: FromPath[int],
         member_id: FromPath[int],
-        data: ReasonIn,
+        data: JSONBody[ReasonIn],
     ) -> HouseholdOut:
         await services.remove_member(request.user, household_id, member_id, reason=data.reason)
         return household_out(await services.household_detail(request.user, household_id))
 
     @post("/{household_id:int}/level-override", guards=STAFF, summary="Set the level by hand")
     async def override(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: OverrideIn
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[OverrideIn]
     ) -> HouseholdOut:
         await services.override_level(
             request.user, household_id, level=data.level, reason=data.reason, until=data.until
@@ -608,7 +611,7 @@ class HouseholdApi(Controller):
         "/{household_id:int}/level-override", guards=STAFF, summary="End a level override", status_code=200
     )
     async def clear_override(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], reason: str
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], reason: FromQuery[str]
     ) -> HouseholdOut:
         await services.clear_override(request.user, household_id, reason=reason)
         return household_out(await services.household_detail(request.user, household_id))
@@ -621,7 +624,7 @@ class HouseholdApi(Controller):
         request: Request[Any, Any, Any],
         household_id: FromPath[int],
         member_id: FromPath[int],
-        data: ReasonIn,
+        data: JSONBody[ReasonIn],
     ) -> IdNumberOut:
         """Only for a steward of the household's community, with a reason; the read is audited."""
         number = await services.reveal_id_number(request.user, household_id, member_id, reason=data.reason)
@@ -631,14 +634,14 @@ class HouseholdApi(Controller):
         "/{household_id:int}/export", guards=[logged_in], summary="Export everything held about a household"
     )
     async def export(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: ReasonIn
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[ReasonIn]
     ) -> dict[str, Any]:
         """For the household itself or a steward of its community (with a reason); audited."""
         return await services.export_household(request.user, household_id, reason=data.reason)
 
     @post("/{household_id:int}/erase", guards=STAFF, summary="Erase a household's personal data")
     async def erase(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: EraseIn
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[EraseIn]
     ) -> HouseholdOut:
         await services.erase_household(
             request.user, household_id, reason=data.reason, confirm_code=data.confirm_code
@@ -647,7 +650,7 @@ class HouseholdApi(Controller):
 
     @post("/{household_id:int}/proxies", guards=STAFF, summary="Link a family member's account")
     async def link_proxy(
-        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: ProxyIn
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[ProxyIn]
     ) -> ProxyOut:
         user_id = await services.link_proxy(
             request.user, household_id, phone=data.phone, name=data.display_name
@@ -664,7 +667,7 @@ class ImportApi(Controller):
 
     @post("", summary="Upload a CSV or XLSX file")
     async def upload(
-        self, request: Request[Any, Any, Any], data: Upload, dry_run: bool = True
+        self, request: Request[Any, Any, Any], data: Upload, dry_run: FromQuery[bool] = True
     ) -> ImportJobOut:
         upload = data.get("file")
         content = await upload.read() if isinstance(upload, UploadFile) else b""
@@ -683,7 +686,7 @@ class ImportApi(Controller):
         job_id: FromPath[int],
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        errors_only: bool = False,
+        errors_only: FromQuery[bool] = False,
     ) -> ImportRowPage:
         error_text = importer.error_text
         result = await importer.job_rows(

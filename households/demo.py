@@ -1,16 +1,103 @@
-"""Demo data of `households`: the demo district and the steward's communities."""
+"""Demo data of `households`: the demo district, the steward's communities and a few households."""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
+from households import services
 from households.areas import seed_demo_areas
+from households.idnumbers import check_character
+from households.tables import Member
 from marketplace import accounts
-from marketplace.auth import LinkKind, Role
+from marketplace.auth import LinkKind, Principal, Role
 from marketplace.demo import DemoContext
+
+STEWARD_COMMUNITIES = ("尧化门社区", "新尧社区")
+
+
+def demo_id(born: date, seq: int) -> str:
+    """A well-formed but invented ID number (Qixia's area code, a demo sequence)."""
+    first17 = f"320113{born:%Y%m%d}{seq:03d}"
+    return first17 + check_character(first17)
+
+
+def _member(name: str, born: date, seq: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "id_number": demo_id(born, seq),
+        "relation": "head",
+        "can_use_phone": False,
+        **extra,
+    }
+
+
+# (community, household fields, members); the first is the demo resident's household.
+DEMO_HOUSEHOLDS: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+    (
+        "尧化门社区",
+        {"code": "QX-YH-0001", "address": "尧化街道尧化门社区晨光路12号3栋201室", "phone": "13800000005",
+         "category": "tekun", "groups": ["elderly_alone"]},
+        [_member("张桂英", date(1941, 3, 15), 2, health="高血压，行动不便", can_use_phone=True)],
+    ),
+    (
+        "尧化门社区",
+        {"code": "QX-YH-0002", "address": "尧化街道尧化门社区晨光路8号1栋102室", "phone": "025-85550102",
+         "category": "dibao", "groups": ["disabled"]},
+        [
+            _member("王建国", date(1962, 7, 1), 11, disability_grade=2),
+            _member(
+                "李秀兰", date(1964, 11, 23), 22, relation="spouse", phone="13900001111", can_use_phone=True
+            ),
+        ],
+    ),
+    (
+        "新尧社区",
+        {"code": "QX-XY-0001", "address": "尧化街道新尧社区新尧路66号5栋301室", "phone": "13900002222",
+         "category": "dibao_marginal", "groups": ["single_parent"]},
+        [
+            _member("赵丽", date(1986, 5, 9), 24, phone="13900002222", can_use_phone=True),
+            _member("赵小宇", date(2015, 9, 30), 13, relation="child"),
+        ],
+    ),
+    (
+        "新尧社区",
+        {"code": "QX-XY-0002", "address": "尧化街道新尧社区新尧路20号2栋101室", "phone": "13900003333",
+         "category": "expenditure_hardship", "groups": ["serious_illness"]},
+        [_member("孙志强", date(1958, 2, 14), 33, health="尿毒症，每周透析三次", can_use_phone=True)],
+    ),
+    (
+        "马群社区",
+        {"code": "QX-MQ-0001", "address": "马群街道马群社区马群新街9号4栋502室", "phone": "13900004444",
+         "category": "at_risk", "groups": []},
+        [_member("周海燕", date(1975, 8, 8), 44, can_use_phone=True)],
+    ),
+]  # fmt: skip
 
 
 async def seed(ctx: DemoContext) -> None:
     areas = await seed_demo_areas()
     ctx.extra["areas"] = areas
+    communities: dict[str, int] = areas["communities"]
     steward = ctx.users[Role.STEWARD]
-    for name in ("尧化门社区", "新尧社区"):
-        await accounts.link(steward, LinkKind.COMMUNITY, areas["communities"][name])
+    for name in STEWARD_COMMUNITIES:
+        await accounts.link(steward, LinkKind.COMMUNITY, communities[name])
+    as_steward = Principal(
+        user_id=steward,
+        role=Role.STEWARD,
+        links={LinkKind.COMMUNITY.value: frozenset(str(communities[n]) for n in STEWARD_COMMUNITIES)},
+    )
+    as_admin = Principal(user_id=ctx.users[Role.ADMIN], role=Role.ADMIN)
+    household_ids: dict[str, int] = {}
+    for community, fields, members in DEMO_HOUSEHOLDS:
+        creator = as_steward if community in STEWARD_COMMUNITIES else as_admin
+        data = {**fields, "community_id": communities[community]}
+        household_ids[fields["code"]] = await services.create_household(creator, data, members)
+    ctx.extra["households"] = household_ids
+    # The demo resident is the head of the first household.
+    resident = ctx.users[Role.RESIDENT]
+    first = household_ids["QX-YH-0001"]
+    head = await Member.select(Member.id).where(Member.household == first).order_by(Member.id).first()
+    await accounts.link(resident, LinkKind.HOUSEHOLD, first)
+    if head is not None:
+        await accounts.link(resident, LinkKind.MEMBER, head["id"])

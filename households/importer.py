@@ -832,6 +832,17 @@ def template_csv() -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+def file_errors(job: dict[str, Any]) -> list[str]:
+    """What made a whole file unreadable, in the reader's language."""
+    import json
+
+    from marketplace.i18n import gettext
+
+    if job["state"] != "failed" or not job["message"]:
+        return []
+    return [gettext(e["message"], **e.get("params", {})) for e in json.loads(job["message"])]
+
+
 def error_text(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
     from marketplace.i18n import gettext
 

@@ -54,6 +54,21 @@ SORTS = {
     "updated": (Household.updated_at, False),
     "community": (Household.community, True),
 }
+EVENT_LABELS = {
+    "created": N_("Registered"),
+    "updated": N_("Details changed"),
+    "status_changed": N_("Status changed"),
+    "level_computed": N_("Level computed by the rules"),
+    "level_override": N_("Level set by hand"),
+    "override_ended": N_("Level set by hand ended"),
+    "member_added": N_("Member added"),
+    "member_updated": N_("Member changed"),
+    "member_removed": N_("Member removed"),
+    "consent_recorded": N_("Consent recorded"),
+    "proxy_linked": N_("Family account linked"),
+    "proxy_unlinked": N_("Family account unlinked"),
+    "erased": N_("Personal data erased"),
+}
 MAX_OVERRIDE_DAYS = 366
 MIN_REASON = 4
 
@@ -498,10 +513,15 @@ def _search(q: str) -> Any:
         )
     pattern = f"%{q.replace('%', '').replace('_', '')}%"
     return (
-        (Household.code.ilike(pattern))
-        | (Household.address.ilike(pattern))
-        | Household.id.is_in(Member.select(Member.household).where(Member.name.ilike(pattern)))
+        _contains(Household.code, pattern)
+        | _contains(Household.address, pattern)
+        | Household.id.is_in(Member.select(Member.household).where(_contains(Member.name, pattern)))
     )
+
+
+def _contains(column: Any, pattern: str) -> Any:
+    # SQLite's LIKE already ignores ASCII case; Piccolo warns when asked for ILIKE there.
+    return column.ilike(pattern) if db.is_postgres() else column.like(pattern)
 
 
 async def list_households(p: Principal, filters: ListFilters, page: int = 1, per_page: int = 20) -> Page:
@@ -807,15 +827,17 @@ async def _valid_steward(user_id: int, community_id: int) -> int:
     return user_id
 
 
-async def stewards_of(community_id: int) -> list[dict[str, Any]]:
+async def stewards_of(community_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the stewards of a community, as a form offers them."""
     ids = await accounts.linked_users(LinkKind.COMMUNITY, community_id)
     if not ids:
         return []
-    return (
+    rows = (
         await User.select(User.id, User.display_name)
         .where(User.id.is_in(ids) & (User.role == Role.STEWARD.value))
         .order_by(User.display_name)
     )
+    return [(row["id"], row["display_name"]) for row in rows]
 
 
 async def member_for_edit(p: Principal, household_id: int, member_id: int) -> dict[str, Any]:
@@ -1202,9 +1224,14 @@ async def form_options(p: Principal) -> dict[str, Any]:
     """The choices the household forms offer, in the reader's language."""
     from households.validation import RELATIONS, SEXES, STATUSES
 
+    communities = await communities_for(p)
+    groups = await need_groups()
     return {
-        "communities": await communities_for(p),
-        "groups": await need_groups(),
+        "communities": communities,
+        "community_options": [(c["id"], f"{c['name']} · {c['street_name']}") for c in communities],
+        "groups": groups,
+        "group_options": [(g.code, g.label) for g in groups],
+        "labels": await labels(),
         "categories": [(code, gettext(label)) for code, label in CATEGORIES.items()],
         "statuses": [(code, gettext(label)) for code, label in STATUSES.items()],
         "relations": [(code, gettext(label)) for code, label in RELATIONS.items()],
@@ -1231,11 +1258,6 @@ def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rule_label(item: Mapping[str, Any]) -> str:
-    """A rule's description in the reader's language."""
-    return str(item["label_zh"] if current_locale.get().startswith("zh") else item["label_en"])
-
-
 async def labels() -> dict[str, dict[str, str]]:
     """Code → label of every coded value a page shows, in the reader's language."""
     from households.validation import RELATIONS, SEXES, STATUSES
@@ -1248,6 +1270,7 @@ async def labels() -> dict[str, dict[str, str]]:
         "sexes": {code: gettext(label) for code, label in SEXES.items()},
         "consent_methods": {code: gettext(label) for code, label in CONSENT_METHODS.items()},
         "rule_kinds": {code: gettext(label) for code, label in levels.RULE_KINDS.items()},
+        "events": {code: gettext(label) for code, label in EVENT_LABELS.items()},
     }
 
 

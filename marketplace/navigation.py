@@ -28,11 +28,31 @@ NOTIFICATIONS = [
 ]
 
 MENUS: dict[Role, list[MenuItem]] = {
-    Role.RESIDENT: [*NOTIFICATIONS],
+    Role.RESIDENT: [
+        MenuItem(
+            "/my/household", N_("My household"), N_("Your level, what counts for it, and the data we keep.")
+        ),
+        *NOTIFICATIONS,
+    ],
     Role.PROVIDER_STAFF: [*NOTIFICATIONS],
     Role.VOLUNTEER: [*NOTIFICATIONS],
-    Role.STEWARD: [*NOTIFICATIONS],
+    Role.STEWARD: [
+        MenuItem(
+            "/households",
+            N_("Households"),
+            N_("The households of your communities: levels, members, history."),
+        ),
+        MenuItem(
+            "/households/import", N_("Import households"), N_("Load the civil-affairs export (CSV or XLSX).")
+        ),
+        *NOTIFICATIONS,
+    ],
     Role.ADMIN: [
+        MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
+        MenuItem(
+            "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
+        ),
+        MenuItem("/admin/need-groups", N_("Need groups"), N_("The groups households are tagged with.")),
         *NOTIFICATIONS,
         MenuItem(
             "/admin/notifications/deliveries",
