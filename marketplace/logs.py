@@ -55,7 +55,9 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy, lvl in (("uvicorn.access", logging.WARNING), ("dramatiq", logging.WARNING)):
+    # aiosqlite logs every statement with its parameters at DEBUG: names and ID numbers would leak.
+    quiet = (("uvicorn.access", logging.WARNING), ("dramatiq", logging.WARNING), ("aiosqlite", logging.INFO))
+    for noisy, lvl in quiet:
         logging.getLogger(noisy).setLevel(lvl)
     logging.getLogger("uvicorn.error").handlers[:] = []
     logging.getLogger("uvicorn.error").propagate = True

@@ -45,8 +45,16 @@ def steward(logged_in):
     return make
 
 
-def member_data(name: str = "张桂英", born: date = date(1941, 3, 15), seq: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "id_number": make_id(born, seq), "relation": "head", "can_use_phone": False, **extra}
+def member_data(
+    name: str = "张桂英", born: date = date(1941, 3, 15), seq: int = 2, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "id_number": make_id(born, seq),
+        "relation": "head",
+        "can_use_phone": False,
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -71,18 +71,49 @@ def test_a_disabled_rule_does_not_fire_and_an_edited_rule_set_changes_the_level(
 
 def test_rule_edits_are_checked_field_by_field():
     rules = [
-        {"id": "ok_rule", "kind": "group", "value": "disabled", "points": "2", "label_zh": "残疾", "label_en": "Disabled"},
-        {"id": "bad name", "kind": "category", "value": "nonsense", "points": "20", "label_zh": "", "label_en": "x"},
+        {
+            "id": "ok_rule",
+            "kind": "group",
+            "value": "disabled",
+            "points": "2",
+            "label_zh": "残疾",
+            "label_en": "Disabled",
+        },
+        {
+            "id": "bad name",
+            "kind": "category",
+            "value": "nonsense",
+            "points": "20",
+            "label_zh": "",
+            "label_en": "x",
+        },
         {"id": "ok_rule", "kind": "teleport", "value": "", "points": "1", "label_zh": "a", "label_en": "b"},
     ]
     with pytest.raises(ValidationFailed) as caught:
         levels.validate_rules(rules, {"level1": "3", "level2": "3"}, {"disabled"})
     fields = {e.field for e in caught.value.errors}
-    assert fields == {"rules-1-id", "rules-1-value", "rules-1-points", "rules-1-label", "rules-2-id", "rules-2-kind", "level1"}
+    assert fields == {
+        "rules-1-id",
+        "rules-1-value",
+        "rules-1-points",
+        "rules-1-label",
+        "rules-2-id",
+        "rules-2-kind",
+        "level1",
+    }
 
 
 def test_valid_rule_edits_come_back_typed():
-    rules = [{"id": "old", "kind": "member_age_at_least", "value": " 75 ", "points": "1", "label_zh": "高龄", "label_en": "Aged"}]
+    rules = [
+        {
+            "id": "old",
+            "kind": "member_age_at_least",
+            "value": " 75 ",
+            "points": "1",
+            "label_zh": "高龄",
+            "label_en": "Aged",
+        }
+    ]
     clean, thresholds = levels.validate_rules(rules, {"level1": "4", "level2": "2"}, set())
     assert clean[0]["value"] == 75 and clean[0]["points"] == 1 and clean[0]["enabled"] is True
     assert thresholds == {"level1": 4, "level2": 2}

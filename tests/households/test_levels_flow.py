@@ -28,9 +28,13 @@ def received():
 
 
 async def history(household_id: int) -> list[dict]:
-    return await HouseholdEvent.select(
-        HouseholdEvent.all_columns(), HouseholdEvent.actor.display_name.as_alias("actor_name")
-    ).where(HouseholdEvent.household == household_id).order_by(HouseholdEvent.id)
+    return (
+        await HouseholdEvent.select(
+            HouseholdEvent.all_columns(), HouseholdEvent.actor.display_name.as_alias("actor_name")
+        )
+        .where(HouseholdEvent.household == household_id)
+        .order_by(HouseholdEvent.id)
+    )
 
 
 async def test_override_is_kept_in_history_and_announced_then_expires_by_the_clock(
@@ -44,7 +48,9 @@ async def test_override_is_kept_in_history_and_announced_then_expires_by_the_clo
     client, user = await steward(community)
 
     # Given a steward who saw more than the rules did
-    missing = await client.post_form(f"/households/{household_id}/override", {"level": "1", "reason": "", "until": ""})
+    missing = await client.post_form(
+        f"/households/{household_id}/override", {"level": "1", "reason": "", "until": ""}
+    )
     assert missing.status_code == 422 and missing.text.count('aria-invalid="true"') == 2
     response = await client.post_form(
         f"/households/{household_id}/override",
@@ -56,7 +62,12 @@ async def test_override_is_kept_in_history_and_announced_then_expires_by_the_clo
     household = await Household.select().where(Household.id == household_id).first()
     assert (household["level"], household["computed_level"], household["override_level"]) == (1, 3, 1)
     last = (await history(household_id))[-1]
-    assert (last["kind"], last["from_value"], last["to_value"], last["reason"]) == ("level_override", "3", "1", "老人摔伤，需每日探访")
+    assert (last["kind"], last["from_value"], last["to_value"], last["reason"]) == (
+        "level_override",
+        "3",
+        "1",
+        "老人摔伤，需每日探访",
+    )
     assert last["actor"] == user["id"] and last["at"] == clock.now()
     await run_jobs(worker)
     assert [(c.household_id, c.community_id, c.old_level, c.new_level, c.cause) for c in received] == [
@@ -76,11 +87,21 @@ async def test_override_is_kept_in_history_and_announced_then_expires_by_the_clo
     household = await Household.select().where(Household.id == household_id).first()
     assert (household["level"], household["override_level"], household["override_until"]) == (3, None, None)
     last = (await history(household_id))[-1]
-    assert (last["kind"], last["from_value"], last["to_value"], last["actor"]) == ("override_ended", "1", "3", None)
-    assert received[-1].cause == "override_ended" and (received[-1].old_level, received[-1].new_level) == (1, 3)
+    assert (last["kind"], last["from_value"], last["to_value"], last["actor"]) == (
+        "override_ended",
+        "1",
+        "3",
+        None,
+    )
+    assert received[-1].cause == "override_ended" and (received[-1].old_level, received[-1].new_level) == (
+        1,
+        3,
+    )
 
 
-async def test_a_subscriber_that_fails_is_retried_and_sees_the_change_again(community, make_household, worker):
+async def test_a_subscriber_that_fails_is_retried_and_sees_the_change_again(
+    community, make_household, worker
+):
     calls: list[int] = []
 
     async def flaky(change: LevelChanged) -> None:
@@ -105,7 +126,11 @@ async def test_clearing_an_override_early_needs_a_reason(steward, community, mak
     client, _ = await steward(community)
     await client.post_form(
         f"/households/{household_id}/override",
-        {"level": "2", "reason": "暂时调整", "until": (clock.local_now().date() + timedelta(days=5)).isoformat()},
+        {
+            "level": "2",
+            "reason": "暂时调整",
+            "until": (clock.local_now().date() + timedelta(days=5)).isoformat(),
+        },
     )
     refused = await client.post_form(f"/households/{household_id}/override/clear", {"reason": ""})
     assert refused.status_code == 422
@@ -191,7 +216,9 @@ async def test_only_admins_edit_rules_and_groups(steward, community, logged_in):
     admin, _ = await logged_in("admin")
     bad = await admin.post_form("/admin/need-groups", {"code": "Bad Code", "name_zh": "", "name_en": "x"})
     assert bad.status_code == 422
-    ok = await admin.post_form("/admin/need-groups", {"code": "dementia", "name_zh": "失智老人", "name_en": "Dementia"})
+    ok = await admin.post_form(
+        "/admin/need-groups", {"code": "dementia", "name_zh": "失智老人", "name_en": "Dementia"}
+    )
     assert ok.status_code == 302
     assert "失智老人" in (await admin.get("/admin/need-groups")).text
     assert "dementia" in await services.known_group_codes()

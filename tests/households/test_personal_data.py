@@ -10,7 +10,13 @@ from marketplace.tables import AuditEvent, User, UserLink
 from tests.helpers import make_id
 
 HEAD_ID = make_id(date(1941, 3, 15), 2)
-HEAD = {"name": "张桂英", "id_number": HEAD_ID, "can_use_phone": False, "health": "高血压", "phone": "13911112222"}
+HEAD = {
+    "name": "张桂英",
+    "id_number": HEAD_ID,
+    "can_use_phone": False,
+    "health": "高血压",
+    "phone": "13911112222",
+}
 
 
 async def actions() -> list[str]:
@@ -32,7 +38,9 @@ async def test_the_household_downloads_its_own_data_in_full_and_it_is_audited(
     assert [(r["actor_user_id"], r["target_id"]) for r in rows] == [(user["id"], str(household_id))]
 
 
-async def test_a_steward_exports_with_a_reason_others_cannot(steward, community, other_community, make_household, logged_in):
+async def test_a_steward_exports_with_a_reason_others_cannot(
+    steward, community, other_community, make_household, logged_in
+):
     household_id = await make_household(community, members=[HEAD])
     client, _ = await steward(community)
     url = f"/api/v1/households/{household_id}/export"
@@ -41,9 +49,13 @@ async def test_a_steward_exports_with_a_reason_others_cannot(steward, community,
     ok = await client.post(url, json={"reason": "户主申请查阅本人信息"}, headers={"x-csrftoken": token})
     assert ok.status_code == 201 and ok.json()["members"][0]["id_number"] == HEAD_ID
     other, _ = await steward(other_community)
-    assert (await other.post(url, json={"reason": "看看"}, headers={"x-csrftoken": await other.csrf()})).status_code == 404
+    assert (
+        await other.post(url, json={"reason": "看看"}, headers={"x-csrftoken": await other.csrf()})
+    ).status_code == 404
     admin, _ = await logged_in("admin")
-    assert (await admin.post(url, json={"reason": "看看"}, headers={"x-csrftoken": await admin.csrf()})).status_code == 403
+    assert (
+        await admin.post(url, json={"reason": "看看"}, headers={"x-csrftoken": await admin.csrf()})
+    ).status_code == 403
     assert (await actions()).count("household.exported") == 1
 
 
@@ -59,11 +71,15 @@ async def test_erasure_removes_personal_fields_and_keeps_history_under_a_pseudon
     )
     code = (await Household.select(Household.code).first())["code"]
 
-    wrong = await client.post_form(f"/households/{household_id}/erase", {"reason": "本人申请删除", "confirm_code": "nope"})
+    wrong = await client.post_form(
+        f"/households/{household_id}/erase", {"reason": "本人申请删除", "confirm_code": "nope"}
+    )
     assert wrong.status_code == 422
     assert (await Member.select(Member.name).first())["name"] == "张桂英"
 
-    done = await client.post_form(f"/households/{household_id}/erase", {"reason": "本人申请删除", "confirm_code": code})
+    done = await client.post_form(
+        f"/households/{household_id}/erase", {"reason": "本人申请删除", "confirm_code": code}
+    )
     assert done.status_code == 302
     household = await Household.select().where(Household.id == household_id).first()
     member = await Member.select().where(Member.household == household_id).first()
@@ -71,10 +87,20 @@ async def test_erasure_removes_personal_fields_and_keeps_history_under_a_pseudon
     assert pseudonym and household["erased_at"] is not None and household["status"] == "exited"
     assert (household["address"], household["phone"], household["code"]) == ("", "", f"erased-{pseudonym}")
     assert member["name"] == f"{pseudonym}-1"
-    assert (member["id_cipher"], member["id_index"], member["id_masked"], member["health_cipher"]) == (None, None, "", None)
+    assert (member["id_cipher"], member["id_index"], member["id_masked"], member["health_cipher"]) == (
+        None,
+        None,
+        "",
+        None,
+    )
     assert (member["birth_date"], member["phone"]) == (None, "")
     assert (await Consent.select(Consent.given_by).first())["given_by"] == pseudonym
-    kinds = [e["kind"] for e in await HouseholdEvent.select().where(HouseholdEvent.household == household_id).order_by(HouseholdEvent.id)]
+    kinds = [
+        e["kind"]
+        for e in await HouseholdEvent.select()
+        .where(HouseholdEvent.household == household_id)
+        .order_by(HouseholdEvent.id)
+    ]
     assert kinds[0] == "created" and kinds[-1] == "erased"  # the history stays
     assert household["level"] is not None  # levels stay for the statistics
     raw = json.dumps(await Household.raw("SELECT * FROM hh_household"), default=str) + json.dumps(
@@ -88,7 +114,9 @@ async def test_erasure_removes_personal_fields_and_keeps_history_under_a_pseudon
     # Nothing more can be changed, and the ID number can be registered anew
     page = await client.get(f"/households/{household_id}")
     assert page.status_code == 200 and pseudonym in page.text
-    again = await client.post_form(f"/households/{household_id}/erase", {"reason": "再来一次", "confirm_code": code})
+    again = await client.post_form(
+        f"/households/{household_id}/erase", {"reason": "再来一次", "confirm_code": code}
+    )
     assert again.status_code == 409
 
 
@@ -97,16 +125,24 @@ async def test_a_steward_links_a_family_proxy_account(steward, community, make_h
     client, _ = await steward(community)
     staff = await make_user("provider_staff")
     refused = await client.post_form(
-        f"/households/{household_id}/proxies", {"phone": staff["phone"], "display_name": "x"}, headers={"accept-language": "en"}
+        f"/households/{household_id}/proxies",
+        {"phone": staff["phone"], "display_name": "x"},
+        headers={"accept-language": "en"},
     )
     assert refused.status_code == 422 and "belongs to a staff account" in refused.text
-    created = await client.post_form(f"/households/{household_id}/proxies", {"phone": "13766667777", "display_name": "张女儿"})
+    created = await client.post_form(
+        f"/households/{household_id}/proxies", {"phone": "13766667777", "display_name": "张女儿"}
+    )
     assert created.status_code == 302
     proxy = await User.select().where(User.phone == "13766667777").first()
     assert proxy["role"] == "resident" and proxy["password_hash"] is None  # activated later by an SMS code
     existing = await make_user("resident")
-    await client.post_form(f"/households/{household_id}/proxies", {"phone": existing["phone"], "display_name": ""})
-    links = await UserLink.select(UserLink.user).where((UserLink.kind == "household") & (UserLink.target == str(household_id)))
+    await client.post_form(
+        f"/households/{household_id}/proxies", {"phone": existing["phone"], "display_name": ""}
+    )
+    links = await UserLink.select(UserLink.user).where(
+        (UserLink.kind == "household") & (UserLink.target == str(household_id))
+    )
     assert {row["user"] for row in links} == {proxy["id"], existing["id"]}
     page = await client.get(f"/households/{household_id}")
     assert "张女儿" in page.text and "137****7777" in page.text
@@ -114,7 +150,9 @@ async def test_a_steward_links_a_family_proxy_account(steward, community, make_h
     assert not await UserLink.exists().where(UserLink.user == proxy["id"])
 
 
-async def test_the_resident_page_explains_the_level_in_plain_words(community, make_household, resident_of, logged_in):
+async def test_the_resident_page_explains_the_level_in_plain_words(
+    community, make_household, resident_of, logged_in
+):
     household_id = await make_household(community, category="tekun", groups=["elderly_alone"], members=[HEAD])
     client, _ = await resident_of(household_id)
     page = await client.get("/my/household", headers={"accept-language": "en"})

@@ -48,7 +48,9 @@ async def test_a_steward_registers_a_household_and_its_level_is_computed(steward
     assert page.status_code == 200
     assert "3201**********" in page.text and HEAD_ID not in page.text
     assert "特困人员" in page.text and "独居老人" in page.text  # the explanation, in the reader's language
-    history = await HouseholdEvent.select(HouseholdEvent.kind).where(HouseholdEvent.household == household["id"])
+    history = await HouseholdEvent.select(HouseholdEvent.kind).where(
+        HouseholdEvent.household == household["id"]
+    )
     assert {row["kind"] for row in history} == {"created", "level_computed"}
 
 
@@ -63,12 +65,16 @@ async def test_the_raw_columns_hold_no_plaintext(steward, community):
     assert re.fullmatch(r"[0-9a-f]{8}\.[0-9a-f]{40}", row["id_index"])
 
 
-async def test_form_errors_are_shown_next_to_their_fields_and_the_id_is_not_echoed(steward, community, other_community):
+async def test_form_errors_are_shown_next_to_their_fields_and_the_id_is_not_echoed(
+    steward, community, other_community
+):
     client, _ = await steward(community)
     bad_id = HEAD_ID[:-1] + ("0" if HEAD_ID[-1] != "0" else "1")
     response = await client.post_form(
         "/households/new",
-        household_form(other_community, phone="12345", **{"members-0-id_number": bad_id, "members-0-name": ""}),
+        household_form(
+            other_community, phone="12345", **{"members-0-id_number": bad_id, "members-0-name": ""}
+        ),
         headers={"accept-language": "en"},
     )
     assert response.status_code == 422
@@ -144,7 +150,9 @@ async def test_steward_scope_other_communities_get_404_everywhere(
 async def test_id_numbers_are_masked_in_pages_and_api_for_every_role(
     role, steward, community, make_household, resident_of, logged_in
 ):
-    household_id = await make_household(community, members=[{"name": "张桂英", "id_number": HEAD_ID, "can_use_phone": True}])
+    household_id = await make_household(
+        community, members=[{"name": "张桂英", "id_number": HEAD_ID, "can_use_phone": True}]
+    )
     if role == "steward":
         client, _ = await steward(community)
         pages = ["/households", f"/households/{household_id}", f"/households/{household_id}/members/1/edit"]
@@ -181,7 +189,9 @@ async def test_providers_and_volunteers_see_no_household(logged_in, community, m
 async def test_a_steward_reads_a_full_id_number_with_a_reason_and_it_is_audited(
     steward, community, make_household, logged_in
 ):
-    household_id = await make_household(community, members=[{"name": "张桂英", "id_number": HEAD_ID, "can_use_phone": True}])
+    household_id = await make_household(
+        community, members=[{"name": "张桂英", "id_number": HEAD_ID, "can_use_phone": True}]
+    )
     member_id = (await Member.select(Member.id).first())["id"]
     client, user = await steward(community)
     url = f"/households/{household_id}/members/{member_id}/reveal"
@@ -260,23 +270,46 @@ async def test_editing_a_household_rescores_it_and_keeps_history(steward, commun
     assert response.status_code == 302, response.text
     household = await Household.select().where(Household.id == household_id).first()
     assert household["category"] == "tekun" and household["level"] == 1
-    kinds = [e["kind"] for e in await HouseholdEvent.select().where(HouseholdEvent.household == household_id).order_by(HouseholdEvent.id)]
+    kinds = [
+        e["kind"]
+        for e in await HouseholdEvent.select()
+        .where(HouseholdEvent.household == household_id)
+        .order_by(HouseholdEvent.id)
+    ]
     assert kinds[-2:] == ["updated", "level_computed"]
 
 
-async def test_members_are_added_changed_and_removed_with_errors_next_to_fields(steward, community, make_household):
+async def test_members_are_added_changed_and_removed_with_errors_next_to_fields(
+    steward, community, make_household
+):
     household_id = await make_household(community)
     client, _ = await steward(community)
     second = make_id(date(2012, 4, 5), 16)
     bad = await client.post_form(
         f"/households/{household_id}/members/new",
-        {"name": "小明", "id_number": second, "birth_date": "2012-04-06", "relation": "grandchild", "can_use_phone": "no"},
+        {
+            "name": "小明",
+            "id_number": second,
+            "birth_date": "2012-04-06",
+            "relation": "grandchild",
+            "can_use_phone": "no",
+        },
         headers={"accept-language": "en"},
     )
-    assert bad.status_code == 422 and "does not match the one in the ID number" in bad.text and second not in bad.text
+    assert (
+        bad.status_code == 422
+        and "does not match the one in the ID number" in bad.text
+        and second not in bad.text
+    )
     ok = await client.post_form(
         f"/households/{household_id}/members/new",
-        {"name": "小明", "id_number": second, "relation": "grandchild", "can_use_phone": "no", "disability_grade": "1"},
+        {
+            "name": "小明",
+            "id_number": second,
+            "relation": "grandchild",
+            "can_use_phone": "no",
+            "disability_grade": "1",
+        },
     )
     assert ok.status_code == 302
     new_member = await Member.select().where(Member.name == "小明").first()
@@ -288,7 +321,9 @@ async def test_members_are_added_changed_and_removed_with_errors_next_to_fields(
     assert changed.status_code == 302
     after = await Member.select().where(Member.id == new_member["id"]).first()
     assert after["name"] == "王小明" and after["id_index"] == new_member["id_index"]
-    removed = await client.post_form(f"/households/{household_id}/members/{new_member['id']}/remove", {"reason": "迁出本市"})
+    removed = await client.post_form(
+        f"/households/{household_id}/members/{new_member['id']}/remove", {"reason": "迁出本市"}
+    )
     assert removed.status_code == 302
     assert await Member.count().where(Member.household == household_id) == 1
     events = await HouseholdEvent.select().where(HouseholdEvent.kind == "member_removed")
@@ -302,7 +337,12 @@ async def test_consent_is_recorded(steward, community, make_household):
     assert missing.status_code == 422 and 'aria-invalid="true"' in missing.text
     ok = await client.post_form(
         f"/households/{household_id}/consents",
-        {"given_by": "张桂英本人", "scope": "登记信息并向服务方提供地址", "method": "paper", "given_on": "2024-05-01"},
+        {
+            "given_by": "张桂英本人",
+            "scope": "登记信息并向服务方提供地址",
+            "method": "paper",
+            "given_on": "2024-05-01",
+        },
     )
     assert ok.status_code == 302
     page = await client.get(f"/households/{household_id}")
@@ -331,5 +371,9 @@ async def test_api_creates_a_household_with_members_and_names_bad_fields(steward
     created = await client.post("/api/v1/households", json=body, headers={"x-csrftoken": token})
     assert created.status_code == 201, created.text
     out = created.json()
-    assert out["level"]["level"] == 1 and {f["rule"] for f in out["level"]["fired"]} == {"dibao", "disabled_severe", "aged_80"}
+    assert out["level"]["level"] == 1 and {f["rule"] for f in out["level"]["fired"]} == {
+        "dibao",
+        "disabled_severe",
+        "aged_80",
+    }
     assert HEAD_ID not in created.text
