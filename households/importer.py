@@ -496,80 +496,120 @@ async def check(job: dict[str, Any], content: bytes) -> Plan:
     return checker.plan
 
 
-def _household_row(
+def _household_record(
     plan: HouseholdPlan, assessment: levels.Assessment, steward: int | None, now: datetime
-) -> Household:
+) -> dict[str, Any]:
     values = {column._meta.name: value for column, value in services._household_values(plan.fields).items()}
-    return Household(
+    return {
         **values,
-        steward=steward,
-        level=assessment.level,
-        computed_level=assessment.level,
-        level_points=assessment.points,
-        level_explanation=assessment.explanation(),
-        created_at=now,
-        updated_at=now,
-    )
+        "steward": steward,
+        "level": assessment.level,
+        "computed_level": assessment.level,
+        "level_points": assessment.points,
+        "level_explanation": assessment.explanation(),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
-async def _insert_batches(table: Any, rows: list[Any]) -> None:
-    for start in range(0, len(rows), INSERT_BATCH):
-        await table.insert(*rows[start : start + INSERT_BATCH])
+def _member_record(household_id: int, fields: MemberFields, now: datetime) -> dict[str, Any]:
+    values = {column._meta.name: value for column, value in services._encrypt_member(fields).items()}
+    return {**values, "household": household_id, "created_at": now, "updated_at": now}
+
+
+def _event(household_id: int, actor: int | None, now: datetime, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"household": household_id, "actor": actor, "at": now, "kind": kind, **fields}
+
+
+async def _ids_by_code(codes: list[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for start in range(0, len(codes), CHECK_BATCH):
+        rows = await Household.select(Household.id, Household.code).where(
+            Household.code.is_in(codes[start : start + CHECK_BATCH])
+        )
+        ids.update({row["code"]: row["id"] for row in rows})
+    return ids
+
+
+async def _level_event_ids(household_ids: list[int]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(household_ids), CHECK_BATCH):
+        rows = await HouseholdEvent.select(HouseholdEvent.id).where(
+            HouseholdEvent.household.is_in(household_ids[start : start + CHECK_BATCH])
+            & (HouseholdEvent.kind == "level_computed")
+        )
+        ids += [row["id"] for row in rows]
+    return sorted(ids)
 
 
 async def write(job: dict[str, Any], plan: Plan, rules: RuleSet) -> list[int]:
-    """Write the plan (inside the caller's transaction); returns the level-change event ids."""
+    """Write the plan (inside the caller's transaction); returns the level-change event ids.
+
+    New households, their members and their first history rows go in with bulk inserts;
+    households that existed are changed row by row and scored again as any edit would be.
+    """
     now = clock.now()
     today = clock.local_now().date()
     actor = job["created_by"]
     steward = actor if actor is not None and await _is_steward(actor) else None
     new_plans = [p for p in plan.households.values() if p.existing is None]
-    assessments = [
-        levels.assess(
-            HouseholdFacts(
-                category=p.fields.category,
-                groups=frozenset(p.fields.groups),
-                members=tuple(
-                    MemberFacts(m.fields.birth_date, m.fields.disability_grade, m.fields.can_use_phone)
-                    for m in p.members
-                ),
-            ),
-            rules,
-            today,
-        )
-        for p in new_plans
-    ]
-    new_households = [_household_row(p, a, steward, now) for p, a in zip(new_plans, assessments, strict=True)]
-    await _insert_batches(Household, new_households)
-    members: list[Member] = []
-    events: list[HouseholdEvent] = []
-    level_events: list[HouseholdEvent] = []
-    for p, household, assessment in zip(new_plans, new_households, assessments, strict=True):
-        members += [services._member_row(household.id, m.fields) for m in p.members]
+    assessments = [levels.assess(_facts(p), rules, today) for p in new_plans]
+    await db.bulk_insert(
+        Household,
+        [_household_record(p, a, steward, now) for p, a in zip(new_plans, assessments, strict=True)],
+    )
+    ids = await _ids_by_code([p.fields.code for p in new_plans])
+    members: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    source = {"import_job": job["id"]}
+    for p, assessment in zip(new_plans, assessments, strict=True):
+        household_id = ids[p.fields.code]
+        members += [_member_record(household_id, m.fields, now) for m in p.members]
+        events.append(_event(household_id, actor, now, "created", to_value=p.fields.status, detail=source))
+        explained = {
+            "explanation": assessment.explanation(),
+            "effective_from": None,
+            "effective_to": assessment.level,
+        }
         events.append(
-            HouseholdEvent(
-                household=household.id,
-                actor=actor,
-                at=now,
-                kind="created",
-                to_value=p.fields.status,
-                detail={"import_job": job["id"]},
+            _event(
+                household_id, actor, now, "level_computed", to_value=str(assessment.level), detail=explained
             )
         )
-        level_events.append(
-            HouseholdEvent(
-                household=household.id,
-                actor=actor,
-                at=now,
-                kind="level_computed",
-                to_value=str(assessment.level),
-                detail={
-                    "explanation": assessment.explanation(),
-                    "effective_from": None,
-                    "effective_to": assessment.level,
-                },
-            )
-        )
+    rescore_ids = await _update_existing(
+        plan, actor=actor, now=now, members=members, events=events, source=source
+    )
+    await db.bulk_insert(Member, members)
+    await db.bulk_insert(HouseholdEvent, events)
+    changed = await _level_event_ids(sorted(ids.values()))
+    await services.announce(changed)
+    for start in range(0, len(rescore_ids), INSERT_BATCH):
+        batch = rescore_ids[start : start + INSERT_BATCH]
+        changed += await services.rescore(batch, actor=actor, rules=rules)
+    return changed
+
+
+def _facts(plan: HouseholdPlan) -> HouseholdFacts:
+    return HouseholdFacts(
+        category=plan.fields.category,
+        groups=frozenset(plan.fields.groups),
+        members=tuple(
+            MemberFacts(m.fields.birth_date, m.fields.disability_grade, m.fields.can_use_phone)
+            for m in plan.members
+        ),
+    )
+
+
+async def _update_existing(
+    plan: Plan,
+    *,
+    actor: int | None,
+    now: datetime,
+    members: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    source: dict[str, Any],
+) -> list[int]:
+    """Change the households that existed (row by row: re-imports change few); returns those to rescore."""
     rescore_ids: list[int] = []
     for p in plan.households.values():
         if p.existing is None:
@@ -577,56 +617,24 @@ async def write(job: dict[str, Any], plan: Plan, rules: RuleSet) -> list[int]:
         household_id = p.existing["id"]
         touched = False
         if p.changed:
-            await Household.update({**services._household_values(p.fields), Household.updated_at: now}).where(
-                Household.id == household_id
-            )
-            events.append(
-                HouseholdEvent(
-                    household=household_id,
-                    actor=actor,
-                    at=now,
-                    kind="updated",
-                    detail={"import_job": job["id"]},
-                )
-            )
+            values = {**services._household_values(p.fields), Household.updated_at: now}
+            await Household.update(values).where(Household.id == household_id)
+            events.append(_event(household_id, actor, now, "updated", detail=source))
             touched = True
         for m in p.members:
             if m.existing is None:
-                members.append(services._member_row(household_id, m.fields))
-                events.append(
-                    HouseholdEvent(
-                        household=household_id,
-                        actor=actor,
-                        at=now,
-                        kind="member_added",
-                        detail={"import_job": job["id"]},
-                    )
-                )
+                members.append(_member_record(household_id, m.fields, now))
+                events.append(_event(household_id, actor, now, "member_added", detail=source))
                 touched = True
             elif m.changed:
-                await Member.update({**services._encrypt_member(m.fields), Member.updated_at: now}).where(
-                    Member.id == m.existing["id"]
-                )
-                events.append(
-                    HouseholdEvent(
-                        household=household_id,
-                        actor=actor,
-                        at=now,
-                        kind="member_updated",
-                        detail={"import_job": job["id"], "member_id": m.existing["id"]},
-                    )
-                )
+                values = {**services._encrypt_member(m.fields), Member.updated_at: now}
+                await Member.update(values).where(Member.id == m.existing["id"])
+                detail = {**source, "member_id": m.existing["id"]}
+                events.append(_event(household_id, actor, now, "member_updated", detail=detail))
                 touched = True
         if touched:
             rescore_ids.append(household_id)
-    await _insert_batches(Member, members)
-    await _insert_batches(HouseholdEvent, events)
-    await _insert_batches(HouseholdEvent, level_events)
-    changed = [event.id for event in level_events]
-    await services.announce(changed)
-    for start in range(0, len(rescore_ids), INSERT_BATCH):
-        changed += await services.rescore(rescore_ids[start : start + INSERT_BATCH], actor=actor, rules=rules)
-    return changed
+    return rescore_ids
 
 
 async def _is_steward(user_id: int) -> bool:
@@ -637,19 +645,12 @@ async def _is_steward(user_id: int) -> bool:
 
 async def _save_rows(job_id: int, rows: list[RowOutcome]) -> None:
     await ImportRow.delete().where(ImportRow.job == job_id)
-    await _insert_batches(
-        ImportRow,
-        [
-            ImportRow(
-                job=job_id,
-                row_number=r.row_number,
-                household_code=r.household_code,
-                action=r.action,
-                errors=r.errors,
-            )
-            for r in rows
-        ],
-    )
+    records = [
+        {"job": job_id, "row_number": r.row_number, "household_code": r.household_code, "action": r.action}
+        | {"errors": r.errors}
+        for r in rows
+    ]
+    await db.bulk_insert(ImportRow, records)
 
 
 async def run(job_id: int) -> None:
