@@ -19,7 +19,7 @@ from marketplace.errors import FieldError, ValidationFailed
 from marketplace.i18n import N_
 
 STATUSES: dict[str, str] = {
-    "active": N_("Active"),
+    "active": N_("On the registry"),
     "suspended": N_("Suspended"),
     "exited": N_("Exited the programme"),
 }
