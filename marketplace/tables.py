@@ -121,3 +121,53 @@ class ScheduledRun(Table, tablename="cm_scheduled_run"):
     job = Varchar(length=100)
     slot = Varchar(length=40)
     at = Timestamptz(default=ClockNow())
+
+
+# -- the catalog and the level policies ---------------------------------------------------------
+
+
+class Category(Table, tablename="mk_category"):
+    """A kind of service on the shelves (errands, cleaning, ...) with its standard credit cost."""
+
+    id: Serial
+
+    # The HSDS taxonomy term id; seeded categories get a fixed one, so exports agree everywhere.
+    public_id = UUID(unique=True)
+    code = Varchar(length=40, unique=True)
+    name_zh = Varchar(length=50)
+    name_en = Varchar(length=80)
+    description_zh = Text(default="")
+    description_en = Text(default="")
+    # A file name under /static/icons/ (shipped with the app; no remote images).
+    icon = Varchar(length=60, default="")
+    # direct: offered to the best candidate, one at a time; pool: the first of the top N wins.
+    routing = Varchar(length=10, default="direct")
+    unit = Varchar(length=10, default="visit")
+    # Credits per unit before the level's cost rules apply.
+    credit_cost = Integer(default=10)
+    sort_order = Integer(default=100)
+    is_active = Boolean(default=True)
+    created_at = Timestamptz(default=ClockNow())
+    updated_at = Timestamptz(default=ClockNow())
+
+
+class LevelPolicy(Table, tablename="mk_level_policy"):
+    """One version of what a need level gets; a change adds a version, so history stays."""
+
+    id: Serial
+
+    level = Integer(index=True)
+    version = Integer()
+    # level and version joined: one row per version of a level.
+    key = Varchar(length=20, unique=True)
+    monthly_credits = Integer()
+    # {"percent": 100, "fixed": {"meals": 0}, "excluded": ["haircut"]}: see marketplace.catalog.
+    cost_rules = JSON(default="{}")
+    accept_minutes = Integer()
+    service_hours = Integer()
+    offer_timeout_minutes = Integer()
+    routing_priority = Integer()
+    effective_from = Timestamptz(default=ClockNow(), index=True)
+    reason = Text(default="")
+    changed_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=ClockNow())
