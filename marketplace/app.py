@@ -55,6 +55,7 @@ log = logging.getLogger("cloudmarket.app")
 # Every package that serves pages or API routes, in the order their routes are registered.
 ROUTE_MODULES = (
     "marketplace.controllers",
+    "marketplace.catalog_controllers",
     "notifications.controllers",
     "households.controllers",
     "providers.controllers",

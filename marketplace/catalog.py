@@ -52,6 +52,11 @@ class Unit(StrEnum):
     MEAL = "meal"
 
 
+UNIT_NAMES = {
+    Unit.VISIT: N_("Visit"),
+    Unit.HOUR: N_("Hour"),
+    Unit.MEAL: N_("Meal"),
+}
 UNIT_LABELS = {
     Unit.VISIT: N_("per visit"),
     Unit.HOUR: N_("per hour"),

@@ -29,7 +29,7 @@ from marketplace.catalog import (
 from marketplace.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace.i18n import N_
 from marketplace.pagination import Page, paginate
-from marketplace.tables import Category, LevelPolicy
+from marketplace.tables import Category, LevelPolicy, User
 
 ICON_DIR = Path(__file__).resolve().parent / "static" / "icons"
 
@@ -228,8 +228,16 @@ async def policy_history(level: int, page: int = 1, per_page: int = 20) -> Page:
         LevelPolicy.select().where(LevelPolicy.level == level).order_by(LevelPolicy.version, ascending=False)
     )
     result = await paginate(query, LevelPolicy.count().where(LevelPolicy.level == level), page, per_page)
+    user_ids = list({row["changed_by"] for row in result.items if row["changed_by"]})
+    names = {}
+    if user_ids:
+        names = {
+            u["id"]: u["display_name"]
+            for u in await User.select(User.id, User.display_name).where(User.id.is_in(user_ids))
+        }
     for row in result.items:
-        row["cost_rules"] = CostRules.from_json(row["cost_rules"]).as_dict()
+        row["rules"] = CostRules.from_json(row["cost_rules"]).as_dict()
+        row["changed_by_name"] = names.get(row["changed_by"], "")
     return result
 
 
@@ -254,6 +262,8 @@ async def change_policy(
         raise ValidationFailed.field("reason", N_("Write why the policy changes; it is kept in the history."))
     now = clock.now()
     starts = effective_from or now
+    if starts.tzinfo is None:
+        starts = starts.replace(tzinfo=clock.local_zone())
     if starts < now.replace(second=0, microsecond=0):
         raise ValidationFailed.field(
             "effective_from", N_("A change can take effect now or later, not in the past.")

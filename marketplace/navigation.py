@@ -27,15 +27,25 @@ NOTIFICATIONS = [
     ),
 ]
 
+CATALOG = MenuItem(
+    "/catalog",
+    N_("Service catalog"),
+    N_("Services, what they cost at each need level and who serves each community."),
+)
+PORTAL = MenuItem(
+    "/portal", N_("Provider portal"), N_("Your profile, services, opening hours, staff and figures.")
+)
+
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
         MenuItem(
             "/my/household", N_("My household"), N_("Your level, what counts for it, and the data we keep.")
         ),
+        CATALOG,
         *NOTIFICATIONS,
     ],
-    Role.PROVIDER_STAFF: [*NOTIFICATIONS],
-    Role.VOLUNTEER: [*NOTIFICATIONS],
+    Role.PROVIDER_STAFF: [PORTAL, CATALOG, *NOTIFICATIONS],
+    Role.VOLUNTEER: [PORTAL, CATALOG, *NOTIFICATIONS],
     Role.STEWARD: [
         MenuItem(
             "/households",
@@ -45,6 +55,7 @@ MENUS: dict[Role, list[MenuItem]] = {
         MenuItem(
             "/households/import", N_("Import households"), N_("Load the civil-affairs export (CSV or XLSX).")
         ),
+        CATALOG,
         *NOTIFICATIONS,
     ],
     Role.ADMIN: [
@@ -69,6 +80,22 @@ MENUS: dict[Role, list[MenuItem]] = {
             N_("SMS sandbox"),
             N_("Texts kept here while no SMS gateway is set up."),
         ),
+        MenuItem(
+            "/admin/providers",
+            N_("Providers"),
+            N_("Check registrations, verify, refuse or suspend providers."),
+        ),
+        MenuItem(
+            "/admin/policies",
+            N_("Level policies"),
+            N_("Monthly credits, costs and response targets of each need level, with history."),
+        ),
+        MenuItem(
+            "/admin/catalog",
+            N_("Service categories"),
+            N_("The services on the shelves and their standard cost."),
+        ),
+        CATALOG,
         MenuItem(
             "/admin/api-clients",
             N_("Integration clients"),

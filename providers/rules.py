@@ -543,3 +543,30 @@ def stats_from_row(row: Mapping[str, Any] | None) -> Stats:
         average_rating=round(rating_sum / ratings, 2) if ratings else None,
         rating_count=ratings,
     )
+
+
+def hours_lines(intervals: list[Interval], day_names: list[str]) -> list[str]:
+    """Opening hours for people: days with the same hours together, e.g. "Monday–Friday 08:00–18:00"."""
+    by_day: dict[int, list[tuple[int, int]]] = {}
+    for interval in intervals:
+        by_day.setdefault(interval.weekday, []).append((interval.opens_at, interval.closes_at))
+    groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+    for day in sorted(by_day):
+        groups.setdefault(tuple(sorted(by_day[day])), []).append(day)
+    lines = []
+    for hours, days in sorted(groups.items(), key=lambda item: item[1][0]):
+        runs: list[list[int]] = []
+        for day in days:
+            if runs and runs[-1][-1] == day - 1:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        day_text = ", ".join(
+            f"{day_names[run[0]]}–{day_names[run[-1]]}"
+            if len(run) > 2
+            else ", ".join(day_names[d] for d in run)
+            for run in runs
+        )
+        hour_text = ", ".join(f"{format_minutes(o)}–{format_minutes(c)}" for o, c in hours)
+        lines.append(f"{day_text} {hour_text}")
+    return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from piccolo.query.functions.aggregate import Sum
@@ -21,6 +22,7 @@ from marketplace.errors import Conflict, FieldError, NotFound, PermissionDenied,
 from marketplace.i18n import N_
 from marketplace.pagination import Page, paginate
 from marketplace.tables import Category, User, UserLink
+from providers.candidates import Candidate, candidates
 from providers.rules import (
     Action,
     Interval,
@@ -135,6 +137,12 @@ async def get_provider(principal: Principal, provider_id: int) -> dict[str, Any]
     else:
         view["team_name"] = ""
     return view
+
+
+async def managed_provider(principal: Principal, provider_id: int) -> dict[str, Any]:
+    """The provider as its own portal shows it; NotFound unless the caller manages it."""
+    await _managed_row(principal, provider_id)
+    return await get_provider(principal, provider_id)
 
 
 async def my_providers(principal: Principal) -> list[dict[str, Any]]:
@@ -524,6 +532,15 @@ async def get_offering(principal: Principal, offering_id: int) -> dict[str, Any]
     return (await with_details([row]))[0]
 
 
+async def get_offering_of(principal: Principal, provider_id: int, offering_id: int) -> dict[str, Any]:
+    """An offering of a provider the caller manages; NotFound if it belongs to another."""
+    await _managed_row(principal, provider_id)
+    row = await _offering_row(offering_id)
+    if row["provider"] != provider_id:
+        raise NotFound()
+    return (await with_details([row]))[0]
+
+
 async def _checked_fields(category: dict[str, Any], data: dict[str, Any]) -> Any:
     data = dict(data)
     if data.get("credit_cost") in (None, ""):
@@ -775,3 +792,21 @@ async def hours(principal: Principal, provider_id: int, page: int = 1, per_page:
         await VolunteerHours.select(Sum(VolunteerHours.minutes).as_alias("total")).where(condition).first()
     )
     return {"entries": entries, "total_minutes": int((total or {}).get("total") or 0)}
+
+
+async def candidates_for(
+    principal: Principal, category_id: int, community_id: int, start: datetime, end: datetime
+) -> list[Candidate]:
+    """The routing candidates, for a steward or an administrator checking who could serve."""
+    if principal.role not in (Role.STEWARD, Role.ADMIN):
+        raise PermissionDenied()
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValidationFailed.field(
+            "start", N_("Give the times with their zone, e.g. 2025-01-06T09:00+08:00.")
+        )
+    try:
+        return await candidates(category_id, community_id, start, end)
+    except ValueError:
+        raise ValidationFailed.field(
+            "end", N_("The window must end after it starts and last at most a day.")
+        ) from None
