@@ -9,7 +9,7 @@ from typing import Any
 
 from marketplace import catalog_services
 from marketplace.auth import Principal, Role
-from marketplace.catalog import UNIT_NAMES, Unit, localized
+from marketplace.catalog import UNIT_LABELS, UNIT_NAMES, Unit, localized
 from marketplace.errors import NotFound
 from marketplace.i18n import current_locale, gettext
 from marketplace.security import MIN_PASSWORD_LENGTH
@@ -94,6 +94,7 @@ def labels() -> dict[str, Any]:
         "action_labels": {k.value: gettext(v) for k, v in ACTION_LABELS.items()},
         "document_labels": {k: gettext(v) for k, v in DOCUMENT_KINDS.items()},
         "unit_names": {u.value: gettext(UNIT_NAMES[u]) for u in Unit},
+        "unit_labels": {u.value: gettext(UNIT_LABELS[u]) for u in Unit},
         "day_names": day_names(),
         "format_hours": format_hours,
         "category_name": lambda row: localized(row, "name", current_locale.get()),
