@@ -32,7 +32,7 @@ from marketplace.tables import Category
 from providers import directory
 from providers.rules import WEEKDAY_LABELS, Interval
 from providers.rules import hours_lines as format_hours
-from providers.services import community_choices
+from providers.services import community_choices, group_by_street
 
 
 @dataclass
@@ -117,6 +117,7 @@ async def shelves(principal: Principal | None, community_id: int | None, level: 
         "shelves": items,
         "levels": [level for level in NEED_LEVELS if level in policies],
         "communities": await community_choices(),
+        "streets": group_by_street,
     }
 
 
@@ -147,6 +148,7 @@ async def category_page(
         "policies": policies,
         "offerings": offerings,
         "communities": await community_choices(),
+        "streets": group_by_street,
         "levels": [level for level in NEED_LEVELS if level in policies],
         "hours_lines": hours_lines,
         **_texts(category),

@@ -170,6 +170,7 @@ async def offering_form_context(
         "errors": errors or {},
         "categories": categories,
         "communities": await services.community_choices(),
+        "streets": services.group_by_street,
         "units": [(u.value, gettext(UNIT_NAMES[u])) for u in Unit],
         "slots": range(SLOTS_PER_DAY),
         "tab": "offerings",

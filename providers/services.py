@@ -457,6 +457,14 @@ async def community_choices() -> list[dict[str, Any]]:
     )
 
 
+def group_by_street(communities: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Communities grouped under their street, keeping the order they came in."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for community in communities:
+        groups.setdefault(community["street_name"], []).append(community)
+    return list(groups.items())
+
+
 async def _community_ids() -> set[int]:
     return {row["id"] for row in await Community.select(Community.id)}
 

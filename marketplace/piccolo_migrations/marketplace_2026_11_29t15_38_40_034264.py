@@ -152,7 +152,7 @@ async def seed():
                 offer_timeout_minutes=timeout,
                 routing_priority=priority,
                 effective_from=since,
-                reason="Initial policy",
+                reason="初始政策（系统预置，可由管理员调整）",
                 changed_by=None,
                 created_at=now,
             )
