@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
@@ -237,7 +237,7 @@ class CatalogPages(Controller):
 
     @get("/")
     async def shelves_page(
-        self, request: Request[Any, Any, Any], community: int | None = None, level: Level = None
+        self, request: Request[Any, Any, Any], community: FromQuery[int | None] = None, level: Level = None
     ) -> Template:
         return Template(
             "catalog/shelves.html", context=await shelves.shelves(_principal(request), community, level)
@@ -248,7 +248,7 @@ class CatalogPages(Controller):
         self,
         request: Request[Any, Any, Any],
         code: FromPath[str],
-        community: int | None = None,
+        community: FromQuery[int | None] = None,
         level: Level = None,
         page: PageNumber = 1,
     ) -> Template:
@@ -415,8 +415,8 @@ class CatalogApi(Controller):
     @get("/categories", summary="List service categories")
     async def list_categories(
         self,
-        active: bool | None = None,
-        search: str = "",
+        active: FromQuery[bool | None] = None,
+        search: FromQuery[str] = "",
         page: PageNumber = 1,
         per_page: PerPage = 50,
     ) -> CategoryPage:
@@ -434,7 +434,9 @@ class CatalogApi(Controller):
         return category_out(await catalog.get_category(category_id))
 
     @post("/categories", summary="Add a category (administrators)", guards=[requires(Role.ADMIN)])
-    async def create_category(self, request: Request[Any, Any, Any], data: CategoryIn) -> CategoryOut:
+    async def create_category(
+        self, request: Request[Any, Any, Any], data: JSONBody[CategoryIn]
+    ) -> CategoryOut:
         return category_out(await catalog.create_category(request.user, msgspec.structs.asdict(data)))
 
     @patch(
@@ -443,7 +445,7 @@ class CatalogApi(Controller):
         guards=[requires(Role.ADMIN)],
     )
     async def update_category(
-        self, request: Request[Any, Any, Any], category_id: FromPath[int], data: CategoryIn
+        self, request: Request[Any, Any, Any], category_id: FromPath[int], data: JSONBody[CategoryIn]
     ) -> CategoryOut:
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
         return category_out(await catalog.update_category(request.user, category_id, changes))
@@ -463,7 +465,7 @@ class CatalogApi(Controller):
 
     @get("/catalog", summary="The shelves: categories, costs by level and providers in a community")
     async def catalog_shelves(
-        self, request: Request[Any, Any, Any], community_id: int | None = None, level: Level = None
+        self, request: Request[Any, Any, Any], community_id: FromQuery[int | None] = None, level: Level = None
     ) -> CatalogOut:
         found = await shelves.shelves(_principal(request), community_id, level)
         who: shelves.Viewer = found["viewer"]
@@ -508,7 +510,7 @@ class CatalogApi(Controller):
         guards=[requires(Role.ADMIN)],
     )
     async def change_policy(
-        self, request: Request[Any, Any, Any], level: FromPath[int], data: PolicyIn
+        self, request: Request[Any, Any, Any], level: FromPath[int], data: JSONBody[PolicyIn]
     ) -> PolicyOut:
         """Adds a version; earlier versions stay in the history."""
         body = msgspec.structs.asdict(data)

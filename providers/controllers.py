@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
@@ -201,9 +201,9 @@ class ProvidersAdmin(Controller):
         self,
         *,
         request: Request[Any, Any, Any],
-        status: str | None = None,
-        kind: str | None = None,
-        search: str = "",
+        status: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+        search: FromQuery[str] = "",
         page: PageNumber = 1,
     ) -> Template:
         context = await pages.admin_list_context(request.user, status or None, kind or None, search, page)
@@ -498,7 +498,7 @@ def _staff_out(row: dict[str, Any]) -> StaffOut:
     )
 
 
-def _offering_body(data: OfferingIn) -> dict[str, Any]:
+def _offering_body(data: JSONBody[OfferingIn]) -> dict[str, Any]:
     body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
     if data.schedule is not None:
         body["schedule"] = [msgspec.structs.asdict(i) for i in data.schedule]
@@ -509,7 +509,7 @@ def _offering_body(data: OfferingIn) -> dict[str, Any]:
 
 
 @post("/api/v1/providers/register", tags=["providers"], summary="Register as a provider", status_code=201)
-async def register_api(data: RegistrationIn) -> RegisteredOut:
+async def register_api(data: JSONBody[RegistrationIn]) -> RegisteredOut:
     """Anyone may register; the provider waits for verification. Rate-limited per address."""
     done = await services.register(msgspec.structs.asdict(data))
     return RegisteredOut(provider_id=done.provider_id, user_id=done.user_id, status="pending")
@@ -525,11 +525,11 @@ class ProvidersApi(Controller):
         self,
         *,
         request: Request[Any, Any, Any],
-        status: str | None = None,
-        kind: str | None = None,
-        search: str = "",
-        community_id: int | None = None,
-        category_id: int | None = None,
+        status: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+        search: FromQuery[str] = "",
+        community_id: FromQuery[int | None] = None,
+        category_id: FromQuery[int | None] = None,
         page: PageNumber = 1,
         per_page: PerPage = 50,
     ) -> ProviderPage:
@@ -562,7 +562,7 @@ class ProvidersApi(Controller):
 
     @patch("/providers/{provider_id:int}", summary="Change a provider's profile (itself or an administrator)")
     async def update_provider(
-        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: ProfileIn
+        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: JSONBody[ProfileIn]
     ) -> ProviderOut:
         body = msgspec.structs.asdict(data)
         return provider_out(await services.update_profile(request.user, provider_id, body))
@@ -573,7 +573,7 @@ class ProvidersApi(Controller):
         guards=[requires(Role.ADMIN)],
     )
     async def decide(
-        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: DecisionIn
+        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: JSONBody[DecisionIn]
     ) -> ProviderOut:
         view = await services.decide(
             request.user,
@@ -604,7 +604,7 @@ class ProvidersApi(Controller):
 
     @post("/providers/{provider_id:int}/offerings", summary="Offer a category")
     async def create_offering(
-        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: OfferingIn
+        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: JSONBody[OfferingIn]
     ) -> OfferingOut:
         return offering_out(await services.create_offering(request.user, provider_id, _offering_body(data)))
 
@@ -614,7 +614,7 @@ class ProvidersApi(Controller):
 
     @patch("/offerings/{offering_id:int}", summary="Change an offering (its provider or an administrator)")
     async def update_offering(
-        self, request: Request[Any, Any, Any], offering_id: FromPath[int], data: OfferingIn
+        self, request: Request[Any, Any, Any], offering_id: FromPath[int], data: JSONBody[OfferingIn]
     ) -> OfferingOut:
         return offering_out(await services.update_offering(request.user, offering_id, _offering_body(data)))
 
@@ -624,7 +624,7 @@ class ProvidersApi(Controller):
 
     @post("/providers/{provider_id:int}/staff", summary="Add a person, with a login if asked")
     async def add_staff(
-        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: StaffIn
+        self, request: Request[Any, Any, Any], provider_id: FromPath[int], data: JSONBody[StaffIn]
     ) -> StaffOut:
         return _staff_out(await services.add_staff(request.user, provider_id, msgspec.structs.asdict(data)))
 
@@ -677,10 +677,10 @@ class ProvidersApi(Controller):
         self,
         *,
         request: Request[Any, Any, Any],
-        category_id: int,
-        community_id: int,
-        start: datetime,
-        end: datetime,
+        category_id: FromQuery[int],
+        community_id: FromQuery[int],
+        start: FromQuery[datetime],
+        end: FromQuery[datetime],
     ) -> list[CandidateOut]:
         """The routing candidates for a category, community and service window (ISO times with zone)."""
         found = await services.candidates_for(request.user, category_id, community_id, start, end)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, get
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from providers import hsds
 
@@ -35,10 +35,10 @@ class HsdsApi(Controller):
         search: Search = "",
         page: PageNumber = 1,
         per_page: PerPage = hsds.DEFAULT_PER_PAGE,
-        taxonomy_term_id: str | None = None,
-        taxonomy_id: str | None = None,
-        organization_id: str | None = None,
-        modified_after: str | None = None,
+        taxonomy_term_id: FromQuery[str | None] = None,
+        taxonomy_id: FromQuery[str | None] = None,
+        organization_id: FromQuery[str | None] = None,
+        modified_after: FromQuery[str | None] = None,
         full: Flag = False,
     ) -> Json:
         return await hsds.services(
@@ -82,10 +82,10 @@ class HsdsApi(Controller):
         search: Search = "",
         page: PageNumber = 1,
         per_page: PerPage = hsds.DEFAULT_PER_PAGE,
-        taxonomy_term_id: str | None = None,
-        taxonomy_id: str | None = None,
-        organization_id: str | None = None,
-        modified_after: str | None = None,
+        taxonomy_term_id: FromQuery[str | None] = None,
+        taxonomy_id: FromQuery[str | None] = None,
+        organization_id: FromQuery[str | None] = None,
+        modified_after: FromQuery[str | None] = None,
     ) -> Json:
         return await hsds.service_at_locations(
             hsds.Query(
@@ -116,9 +116,9 @@ class HsdsApi(Controller):
         search: Search = "",
         page: PageNumber = 1,
         per_page: PerPage = hsds.DEFAULT_PER_PAGE,
-        taxonomy_id: str | None = None,
-        top_only: bool = False,
-        parent_id: str | None = None,
+        taxonomy_id: FromQuery[str | None] = None,
+        top_only: FromQuery[bool] = False,
+        parent_id: FromQuery[str | None] = None,
     ) -> Json:
         query = hsds.Query(
             search=search,

@@ -5,9 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from providers.rules import credit_code_check_char
 from providers.tables import Offering, OpeningHours, Provider, ServiceArea
 
 WEEKDAYS = range(7)
+_codes = iter(range(1, 10_000_000))
+
+
+def credit_code() -> str:
+    """A valid, unique unified social credit code."""
+    first17 = f"52320113MJ{next(_codes):07d}"
+    return first17 + credit_code_check_char(first17)
 
 
 async def make_areas() -> dict[str, Any]:
@@ -32,6 +40,7 @@ async def make_provider(
         public_id=uuid.uuid4(),
         kind=kind,
         name=name,
+        credit_code=credit_code() if kind != "individual_volunteer" else "",
         contact_name="联系人",
         contact_phone="13900001111",
         status=status,
