@@ -1,10 +1,9 @@
 """The routing candidate query over 10,000 providers on PostgreSQL.
 
-Creates a database of its own on the server of ``DATABASE_URL`` (default: the local one),
-migrates it, loads a district of 180 communities with 10,000 providers (about 20,000
+Creates a database of its own (``bench.common.fresh_database``), migrates it, loads a district of 180 communities with 10,000 providers (about 20,000
 offerings, their service areas and weekly hours), times ``providers.candidates.candidates``
 for random categories, communities and service windows, prints the figures and the query
-plan, and drops the database.  Run: ``python -m bench.candidates``.
+plan, and drops the database.  Run: ``python -m bench candidates``.
 """
 
 from __future__ import annotations
@@ -13,38 +12,28 @@ import asyncio
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlparse, urlunparse
 from zoneinfo import ZoneInfo
+
+from bench.common import figure, fresh_database, percentile
 
 PROVIDERS = 10_000
 COMMUNITIES_PER_STREET = 20
 STREETS = 9
 QUERIES = 500
-SERVER = os.environ.get("DATABASE_URL") or "postgresql://127.0.0.1:5432/postgres"
-NAME = f"cm_bench_{uuid.uuid4().hex[:8]}"
 
 
-def _configure() -> None:
+def _configure(database_url: str) -> None:
     """Settings are read once: point them at the benchmark's own database before any import."""
-    os.environ["DATABASE_URL"] = urlunparse(urlparse(SERVER)._replace(path=f"/{NAME}"))
+    os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("CLOUDMARKET_SECRET_KEY", "bench-secret")
     os.environ.setdefault("CLOUDMARKET_DATA_KEY", "YmVuY2gtZGF0YS1rZXktbm90LWZvci1wcm9kdWN0aW9u")
     os.environ["CLOUDMARKET_VAR_DIR"] = tempfile.mkdtemp(prefix="cm-bench-")
     os.environ["CLOUDMARKET_LOG_LEVEL"] = "WARNING"
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(SERVER)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _load(rng: random.Random) -> tuple[list[int], list[int]]:
@@ -171,12 +160,12 @@ async def _run() -> None:
             )
             timings.append((time.perf_counter() - began) * 1000)
             counts.append(len(found))
-        timings.sort()
-        print(
-            f"candidates(): {QUERIES} queries, p50 {statistics.median(timings):.2f} ms, "
-            f"p95 {timings[int(QUERIES * 0.95)]:.2f} ms, max {timings[-1]:.2f} ms, "
-            f"{statistics.mean(counts):.1f} candidates on average"
+        figure(
+            f"candidates(), {QUERIES} random queries: p50 / p95 / max",
+            (f"{percentile(timings, 50):.2f} / {percentile(timings, 95):.2f} / {max(timings):.2f}"),
+            "ms",
         )
+        figure("candidates returned per query, on average", f"{statistics.mean(counts):.1f}")
         plan = await Offering.raw(
             "EXPLAIN (ANALYZE, COSTS OFF) " + _SELECT + _OPEN + " ORDER BY o.id",
             communities[0],
@@ -196,12 +185,13 @@ async def _run() -> None:
 
 
 def main() -> None:
-    _configure()
-    asyncio.run(_admin(f'CREATE DATABASE "{NAME}"'))
-    try:
+    if "piccolo_conf" in sys.modules:
+        raise RuntimeError(
+            "bench.candidates sets the database before importing the project: run it in its own process"
+        )
+    with fresh_database() as database_url:
+        _configure(database_url)
         asyncio.run(_run())
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

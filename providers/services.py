@@ -250,11 +250,25 @@ async def register(data: dict[str, Any]) -> Registered:
         if not team_ok:
             raise ValidationFailed.field("team_id", N_("Choose a team from the list."))
     kind: Kind = registration.kind
-    profile = registration.profile
     role = Role.VOLUNTEER if kind is Kind.INDIVIDUAL_VOLUNTEER else Role.PROVIDER_STAFF
+    try:
+        return await _create_registered(registration, phone, role)
+    except Exception as exc:
+        if is_unique_violation(exc):  # the same phone registered twice at once
+            raise ValidationFailed.field(
+                "phone", N_("An account with this phone number already exists.")
+            ) from exc
+        raise
+
+
+async def _create_registered(registration: Any, phone: str, role: Role) -> Registered:
+    kind: Kind = registration.kind
+    profile = registration.profile
+    password: str = registration.password
+    team_id: int | None = registration.team_id
     async with db.atomic():
         user = await accounts.create_user(
-            phone=phone, display_name=profile.contact_name, role=role, password=registration.password
+            phone=phone, display_name=profile.contact_name, role=role, password=password
         )
         provider = Provider(
             public_id=uuid.uuid4(),
@@ -269,7 +283,7 @@ async def register(data: dict[str, Any]) -> Registered:
             website=profile.website,
             latitude=profile.latitude,
             longitude=profile.longitude,
-            team=registration.team_id,
+            team=team_id,
             status=Status.PENDING.value,
         )
         await provider.save()
