@@ -22,7 +22,7 @@ async def test_a_resident_browses_the_shelves_on_a_phone(live_server, open_page,
 
     await page.get_by_label("社区").select_option(label="尧化门社区")
     await page.get_by_label("需求等级").select_option(label="1级")
-    await page.get_by_role("button", name="查看").click()
+    await page.get_by_role("button", name="查看服务").click()
     await page.get_by_text("服务方数量按 尧化门社区 统计。").wait_for()
     cleaning = page.locator("a.shelf", has_text="保洁")
     assert "每次 15 点" in await cleaning.inner_text()
@@ -84,7 +84,7 @@ async def test_an_administrator_verifies_a_provider_on_a_desktop(live_server, op
     await page.get_by_label("已在公开登记系统核验统一社会信用代码").check()
     await page.get_by_label("已与民政部门签订服务协议").check()
     await page.get_by_role("button", name="记录审核决定").click()
-    await page.locator(".status-verified").first.wait_for()
+    await page.locator(".pstatus-verified").first.wait_for()
     await shot(page, "verified")
     await check_accessibility(page)
 

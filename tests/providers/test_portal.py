@@ -271,7 +271,7 @@ async def test_profile_changes_and_the_order_switch(world):
         False,
         32.1,
     )
-    assert "Paused" in (await client.get(f"/portal/{mine}")).text
+    assert "Not taking orders" in (await client.get(f"/portal/{mine}")).text
     audit = await AuditEvent.select().where(AuditEvent.action == "provider.updated").first()
     assert "13911112222" not in str(audit) and "新联系人" not in str(
         audit
