@@ -61,7 +61,7 @@ STATUS_LABELS = {
     Status.PENDING: N_("Waiting for verification"),
     Status.VERIFIED: N_("Verified"),
     Status.REFUSED: N_("Not approved"),
-    Status.SUSPENDED: N_("Suspended"),
+    Status.SUSPENDED: N_("Suspended by the bureau"),
 }
 
 
@@ -77,10 +77,10 @@ class Action(StrEnum):
 
 
 ACTION_LABELS = {
-    Action.REGISTER: N_("Registered"),
+    Action.REGISTER: N_("Registered as a provider"),
     Action.VERIFY: N_("Verified"),
     Action.REFUSE: N_("Refused"),
-    Action.SUSPEND: N_("Suspended"),
+    Action.SUSPEND: N_("Suspended by the bureau"),
     Action.REINSTATE: N_("Reinstated"),
     Action.RESUBMIT: N_("Sent again for verification"),
 }

@@ -21,7 +21,7 @@ async def test_a_resident_browses_the_shelves_on_a_phone(live_server, open_page,
     await no_sideways_scroll(page)
 
     await page.get_by_label("社区").select_option(label="尧化门社区")
-    await page.get_by_label("需求等级").select_option(label="1级")
+    await page.get_by_label("救助等级").select_option(label="1级")
     await page.get_by_role("button", name="查看服务").click()
     await page.get_by_text("服务方数量按 尧化门社区 统计。").wait_for()
     cleaning = page.locator("a.shelf", has_text="保洁")
