@@ -2,9 +2,8 @@
 
 The shell composes here the catalog (``marketplace.catalog_services``) with the provider
 directory (``providers.directory``).  What a category costs "for me" needs the reader's need
-level and community: a steward's community comes from their links; a resident's come from
-their household once the households package records it; until then, and for everyone else,
-both can be chosen on the page.
+level and community: a resident's come from their household, a steward's community from
+their links; anyone may choose another community or level on the page.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from households.tables import Household
 from marketplace.auth import LinkKind, Principal, Role
 from marketplace.catalog import (
     NEED_LEVELS,
@@ -43,6 +43,8 @@ class Viewer:
     level: int | None
     community_name: str = ""
 
+    own_level: bool = False
+
     @property
     def query(self) -> str:
         """The query string that keeps this community and level on the next page."""
@@ -69,14 +71,32 @@ async def viewer(principal: Principal | None, community_id: int | None, level: i
     """The community and level to show: as chosen, else what the caller's links tell."""
     if level not in NEED_LEVELS:
         level = None
+    own_level = False
     choices = await community_choices()
     names = {c["id"]: c["name"] for c in choices}
+    if principal is not None and principal.role == Role.RESIDENT:
+        household = await _household_of(principal)
+        if household is not None:
+            community_id = community_id or household["community"]
+            if level is None and household["level"] in NEED_LEVELS:
+                level, own_level = household["level"], True
     if community_id is None and principal is not None and principal.role == Role.STEWARD:
         mine = sorted(int(c) for c in principal.linked(LinkKind.COMMUNITY) if c.isdigit())
         community_id = mine[0] if mine else None
     if community_id is not None and community_id not in names:
         community_id = None
-    return Viewer(community_id, level, names.get(community_id, "") if community_id else "")
+    return Viewer(community_id, level, names.get(community_id, "") if community_id else "", own_level)
+
+
+async def _household_of(principal: Principal) -> dict[str, Any] | None:
+    """The community and level in force of the household a resident acts for (no personal data)."""
+    linked = sorted(int(ref) for ref in principal.linked(LinkKind.HOUSEHOLD) if ref.isdigit())
+    if not linked:
+        return None
+    row: dict[str, Any] | None = (
+        await Household.select(Household.community, Household.level).where(Household.id == linked[0]).first()
+    )
+    return row
 
 
 def _texts(category: dict[str, Any]) -> dict[str, str]:

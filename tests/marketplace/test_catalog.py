@@ -376,3 +376,29 @@ async def test_the_openapi_schema_documents_the_catalog(client):
     ):
         assert path in schema["paths"], path
     assert {"CategoryOut", "PolicyOut", "PolicyIn", "CatalogOut"} <= set(schema["components"]["schemas"])
+
+
+async def test_a_resident_sees_costs_for_their_own_household(cat, logged_in):
+    from households.tables import Household
+    from marketplace import accounts
+    from marketplace.auth import LinkKind
+
+    areas = await make_areas()
+    community = areas["communities"]["新尧社区"]
+    provider = await make_provider()
+    await make_offering(provider, cat["meals"], [community])
+    household = Household(code="HH-TEST-1", community=community, category="dibao", level=1)
+    await household.save()
+    client, resident = await logged_in("resident")
+    await accounts.link(resident["id"], LinkKind.HOUSEHOLD, household.id)
+    client.headers.update(EN)
+
+    body = (await client.get("/api/v1/catalog")).json()
+    assert (body["community_id"], body["level"]) == (community, 1)
+    meals = next(s for s in body["shelves"] if s["category"]["code"] == "meals")
+    assert (meals["my_cost"]["credits"], meals["providers"]) == (4, 1)
+    page = await client.get("/catalog")
+    assert "Costs are shown for your household's need level:" in page.text
+    assert "4 credits per meal" in page.text
+    # Choosing another level on the page shows that level instead
+    assert "8 credits per meal" in (await client.get("/catalog", params={"level": 3})).text
