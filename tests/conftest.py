@@ -89,11 +89,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(f"could not drop {TEST_DB}: {exc}")
 
 
+SEEDED: dict[type, list[dict]] = {}
+
+
 @pytest.fixture(scope="session", autouse=True)
 async def database() -> None:
-    """Migrate the run's database once; open a pool on the test loop."""
+    """Migrate the run's database once; open a pool on the test loop.
+
+    Rows that data migrations wrote (the service categories, the first level policies, ...)
+    are kept aside and put back after each test's truncation, as every install has them.
+    """
     await db.migrate()
     await db.open_pool()
+    from piccolo.conf.apps import Finder
+
+    for table in Finder().get_table_classes():
+        rows = await table.select()
+        if rows:
+            SEEDED[table] = rows
     yield
     await db.close_pool()
     await kv.close()
@@ -142,6 +155,18 @@ async def clean_slate() -> None:
     await flush_redis()
     kv._memory_counters._counts.clear()
     await truncate_all()
+    await restore_seeded()
+
+
+async def restore_seeded() -> None:
+    """Put back the rows the data migrations wrote, with their ids."""
+    for table, rows in SEEDED.items():
+        await table.insert(*[table(**row) for row in rows])
+        if db.is_postgres():
+            name = table._meta.tablename
+            await db.engine().run_ddl(
+                f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT MAX(id) FROM \"{name}\"))"
+            )
 
 
 # -- web clients -----------------------------------------------------------------------------------
