@@ -126,6 +126,23 @@ async def test_production_mode_with_several_web_and_worker_processes(fresh_datab
             assert me.status_code == 200
             assert me.json()["role"] == "steward"
 
+            # Login attempts are counted across processes: five wrong ones shared out, then 429
+            def attempt(port: int, pw: str) -> int:
+                c = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+                c.get("/login")
+                data = {
+                    "phone": creds["resident"][0],
+                    "password": pw,
+                    "_csrf_token": c.cookies.get("cm_csrf") or "",
+                }
+                return c.post("/login", data=data).status_code
+
+            # Limits count per clock minute: start early in one so that all six land in it
+            await asyncio.sleep(max(0.0, time.time() % 60 - 40) and 61 - time.time() % 60)
+            codes = [await asyncio.to_thread(attempt, ports[i % 2], "wrong-password") for i in range(5)]
+            assert codes == [401] * 5
+            assert await asyncio.to_thread(attempt, ports[1], creds["resident"][1]) == 429
+
             # The worker relays the outbox and runs the jobs (the daily housekeeping)
             import asyncpg
 
