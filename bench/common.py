@@ -12,38 +12,19 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlparse, urlunparse
 
 from tests.procs import Proc, clean_env, cli, free_port
+from tests.procs import fresh_database as procs_fresh_database
 
 DATABASE_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def psql(sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(DATABASE_SERVER)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
     """A new PostgreSQL database for one benchmark, dropped afterwards."""
-    name = f"cm_bench_{uuid.uuid4().hex[:8]}"
-    psql(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(DATABASE_SERVER)._replace(path=f"/{name}"))
-    finally:
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with procs_fresh_database(DATABASE_SERVER, "cm_bench") as url:
+        yield url
 
 
 @dataclass

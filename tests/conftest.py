@@ -33,16 +33,9 @@ ON_POSTGRES = SERVER_URL.startswith(("postgres://", "postgresql://"))
 
 
 def _pg_admin(sql: str) -> None:
-    import asyncpg
+    from tests.procs import pg_admin
 
-    async def run() -> None:
-        conn = await asyncpg.connect(SERVER_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    pg_admin(SERVER_URL, sql)
 
 
 if ON_POSTGRES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -11,12 +12,39 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pg_admin(server_url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on a PostgreSQL server, from sync code."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "cm_fresh") -> Iterator[str]:
+    """A new, empty database on the server of ``server_url``, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    pg_admin(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunparse(urlparse(server_url)._replace(path=f"/{name}"))
+    finally:
+        pg_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ process). Screenshots of each step go to `var/screenshots/` (kept as CI artefact
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,12 +17,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from tests.conftest import ON_POSTGRES, SERVER_URL, _pg_admin
-from tests.procs import ROOT, Proc, clean_env, cli, free_port
+from tests.conftest import ON_POSTGRES, SERVER_URL
+from tests.procs import ROOT, Proc, clean_env, cli, free_port, fresh_database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -61,12 +61,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     var_dir = tmp_path_factory.mktemp("live") / "var"
     port = free_port()
     procs: list[Proc] = []
-    database = ""
+    databases = contextlib.ExitStack()
     if ON_POSTGRES:
-        database = f"cm_browser_{uuid.uuid4().hex[:8]}"
-        _pg_admin(f'CREATE DATABASE "{database}"')
         env = clean_env(
-            DATABASE_URL=urlunparse(urlparse(SERVER_URL)._replace(path=f"/{database}")),
+            DATABASE_URL=databases.enter_context(fresh_database(SERVER_URL, "cm_browser")),
             REDIS_URL=os.environ["REDIS_URL"],
             CLOUDMARKET_REDIS_NAMESPACE=f"cmbrowser{uuid.uuid4().hex[:6]}",
             CLOUDMARKET_SECRET_KEY="browser-secret",
@@ -87,8 +85,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     finally:
         for proc in procs:
             proc.stop()
-        if database:
-            _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        databases.close()
 
 
 @pytest.fixture(scope="session")

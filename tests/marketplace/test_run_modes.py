@@ -6,15 +6,14 @@ import asyncio
 import re
 import sqlite3
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
 
-from tests.conftest import ON_POSTGRES, SERVER_URL, _pg_admin
+from tests.conftest import ON_POSTGRES, SERVER_URL
 from tests.procs import Proc, clean_env, cli, free_port, login, private_redis, start_redis
+from tests.procs import fresh_database as procs_fresh_database
 
 CREDENTIAL_LINE = re.compile(r"^\s+(\w+)\s+(1\d{10})\s+(\S+)\s", re.MULTILINE)
 
@@ -82,10 +81,8 @@ async def test_embedded_mode_starts_from_nothing(tmp_path: Path):
 @pytest.fixture
 def fresh_database():
     """A new, empty PostgreSQL database for one deployment."""
-    name = f"cm_deploy_{uuid.uuid4().hex[:8]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    yield urlunparse(urlparse(SERVER_URL)._replace(path=f"/{name}"))
-    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with procs_fresh_database(SERVER_URL, "cm_deploy") as url:
+        yield url
 
 
 @pytest.mark.postgres
