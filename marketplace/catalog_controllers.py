@@ -26,11 +26,9 @@ from marketplace.catalog import (
 )
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.i18n import N_, gettext
-from marketplace.pagination import Page
+from marketplace.pagination import Page, PageNumber, PerPage
 
 FormBody = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
-PageNumber = Annotated[int, QueryParameter(ge=1, description="Page number, from 1.")]
-PerPage = Annotated[int, QueryParameter(ge=1, le=200, description="Rows per page, at most 200.")]
 Level = Annotated[int | None, QueryParameter(ge=1, le=3, description="Need level 1 (most urgent) to 3.")]
 
 

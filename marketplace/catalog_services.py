@@ -56,9 +56,13 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 
 def like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, with LIKE's own wildcards taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    """A LIKE pattern matching ``text`` anywhere, alike on SQLite and PostgreSQL.
+
+    SQLite's LIKE has no escape character unless the query names one (Piccolo's cannot), and
+    PostgreSQL's is a backslash, so nothing is escaped: ``_`` stays the one-character wildcard
+    (it still matches an underscore, as in ``home_repair``), and ``%`` and ``\\`` become it.
+    """
+    return "%" + text.replace("%", "_").replace("\\", "_") + "%"
 
 
 def contains(column: Any, text: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -16,8 +17,10 @@ from marketplace.broker import broker
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.i18n import N_, SUPPORTED
 from marketplace.middleware import LANG_COOKIE, session_cookie_name
+from marketplace.pagination import PageNumber
 from marketplace.settings import get_settings
 
+log = logging.getLogger("cloudmarket.app")
 Form = URLEncodedBody[dict[str, str]]
 READY_TIMEOUT_S = 2.0
 
@@ -35,11 +38,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check(coro: Any) -> str:
+async def _check(name: str, coro: Any) -> str:
+    """ "ok", or the kind of failure; the full error (hosts, ports) goes to the log only."""
     try:
         await asyncio.wait_for(coro, READY_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("readiness check timed out", extra={"dependency": name})
+        return "timeout"
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+        log.warning(
+            "readiness check failed", extra={"dependency": name, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        return f"unreachable ({type(exc).__name__})"
     return "ok"
 
 
@@ -53,9 +63,9 @@ def _ping_broker() -> None:
 async def readyz() -> Response[dict[str, str]]:
     """The database and the broker answer; 503 with the reason when one does not."""
     checks = {
-        "database": await _check(db.ping()),
-        "broker": await _check(asyncio.to_thread(_ping_broker)),
-        "cache": await _check(kv.ping()),
+        "database": await _check("database", db.ping()),
+        "broker": await _check("broker", asyncio.to_thread(_ping_broker)),
+        "cache": await _check("cache", kv.ping()),
     }
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ready else "unavailable", **checks}
@@ -171,13 +181,13 @@ class AdminController(Controller):
         return Redirect("/admin/api-clients")
 
     @get("/jobs")
-    async def job_failures(self, page: Annotated[int, QueryParameter(ge=1)] = 1) -> Template:
+    async def job_failures(self, page: PageNumber = 1) -> Template:
         return Template("admin/jobs.html", context=await admin.job_overview(page))
 
     @get("/audit")
     async def audit_log(
         self,
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page: PageNumber = 1,
         action: FromQuery[str | None] = None,
     ) -> Template:
         return Template("admin/audit.html", context=await admin.audit_page(page, action))

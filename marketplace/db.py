@@ -131,6 +131,16 @@ async def atomic() -> AsyncIterator[None]:
         callback()
 
 
+async def lock_row(table: Any, row_id: int) -> None:
+    """Hold one row until the current ``atomic()`` block ends, so that read-then-write is safe.
+
+    PostgreSQL locks the row (``FOR UPDATE``); SQLite needs nothing, as ``atomic()`` already
+    holds the database's write lock.
+    """
+    if is_postgres():
+        await table.select(table.id).where(table.id == row_id).lock_rows("UPDATE")
+
+
 async def ping() -> None:
     """Raise if the database cannot answer a trivial query."""
     await engine().run_ddl("SELECT 1")

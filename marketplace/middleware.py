@@ -77,7 +77,9 @@ def start_request(scope: Scope) -> None:
         client = scope.get("client")
         ip = client[0] if client else ""
         if settings.trusted_proxies and headers.get("x-forwarded-for"):
-            ip = headers["x-forwarded-for"].split(",")[0].strip()
+            # The last address is the one our own proxy added; anything before it the client
+            # may have written itself.
+            ip = headers["x-forwarded-for"].split(",")[-1].strip()
         state.setdefault("started", time.perf_counter())
         state["request_id"] = rid
         state["headers"] = headers
@@ -186,7 +188,7 @@ class ApiRateLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["path"].startswith("/api/"):
+        if scope["type"] == ScopeType.HTTP and scope["path"].startswith(("/api/", "/hsds/")):
             principal: Principal | None = scope.get("user")
             if principal and principal.client_id:
                 ident = f"c{principal.client_id}"

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from litestar.params import QueryParameter
 
 MAX_PAGE_SIZE = 200
+# Far beyond any real list; a larger number would overflow the database's OFFSET.
+MAX_PAGE = 1_000_000
+
+PageNumber = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page number, from 1.")]
+PerPage = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description=f"Rows per page, at most {MAX_PAGE_SIZE}.")
+]
 
 
 @dataclass
@@ -41,7 +50,7 @@ class Page:
 
 async def paginate(query: Any, count_query: Any, page: int, per_page: int) -> Page:
     """Run ``query`` for one page; ``count_query`` (a ``Table.count()``) gives the total."""
-    page = max(1, page)
+    page = max(1, min(page, MAX_PAGE))
     per_page = max(1, min(per_page, MAX_PAGE_SIZE))
     items = await query.limit(per_page).offset((page - 1) * per_page)
     total = await count_query

@@ -123,7 +123,7 @@ class Settings:
     """CLOUDMARKET_API_RATE_LIMIT: API requests per client a minute."""
 
     trusted_proxies: bool = field(default_factory=lambda: _bool("CLOUDMARKET_TRUSTED_PROXY", False))
-    """CLOUDMARKET_TRUSTED_PROXY: trust X-Forwarded-For and X-Forwarded-Proto from a proxy."""
+    """CLOUDMARKET_TRUSTED_PROXY: one proxy in front: trust the address it adds to X-Forwarded-For."""
 
     log_level: str = field(default_factory=lambda: _env("CLOUDMARKET_LOG_LEVEL", "INFO").upper())
     """CLOUDMARKET_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
@@ -147,7 +147,7 @@ class Settings:
     """CLOUDMARKET_SMS_TEMPLATES: gateway template codes, ``event=CODE,event.en=CODE,...``."""
 
     sms_sandbox_public: bool = False
-    """CLOUDMARKET_SMS_SANDBOX_PUBLIC: anyone may read the SMS sandbox page (default on when embedded)."""
+    """CLOUDMARKET_SMS_SANDBOX_PUBLIC: anyone may read the SMS sandbox page (codes too): demos only."""
 
     smtp_host: str = field(default_factory=lambda: _env("CLOUDMARKET_SMTP_HOST"))
     """CLOUDMARKET_SMTP_HOST: the mail server for e-mail notifications; empty turns e-mail off."""
@@ -188,7 +188,7 @@ class Settings:
         set_(self, "secret_key", _env("CLOUDMARKET_SECRET_KEY") or self._embedded_secret("secret_key"))
         set_(self, "data_key", _env("CLOUDMARKET_DATA_KEY") or self._embedded_secret("data_key"))
         set_(self, "demo_data", _bool("CLOUDMARKET_DEMO_DATA", self.embedded))
-        set_(self, "sms_sandbox_public", _bool("CLOUDMARKET_SMS_SANDBOX_PUBLIC", self.embedded))
+        set_(self, "sms_sandbox_public", _bool("CLOUDMARKET_SMS_SANDBOX_PUBLIC", False))
 
     def _embedded_secret(self, name: str) -> str:
         if not self.is_sqlite:

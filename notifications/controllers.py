@@ -7,18 +7,18 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
 from marketplace.auth import Principal, Role, logged_in, requires
 from marketplace.errors import DomainError
-from marketplace.pagination import Page
+from marketplace.pagination import Page, PageNumber
 from notifications import services
 from notifications.events import CHANNEL_LABELS, CHOOSABLE, EVENTS, Channel
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
-PageNo = Annotated[int, QueryParameter(ge=1)]
+PageNo = PageNumber
 
 
 def _safe_link(link: str) -> str:

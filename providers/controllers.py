@@ -8,20 +8,18 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
 from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError
-from marketplace.pagination import Page
+from marketplace.pagination import Page, PageNumber, PerPage
 from providers import pages, services
 from providers.hsds_controllers import HsdsApi
 from providers.rules import Stats, format_minutes
 
 FormBody = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
-PageNumber = Annotated[int, QueryParameter(ge=1, description="Page number, from 1.")]
-PerPage = Annotated[int, QueryParameter(ge=1, le=200, description="Rows per page, at most 200.")]
 PORTAL_ROLES = (Role.PROVIDER_STAFF, Role.VOLUNTEER, Role.ADMIN)
 
 

@@ -274,21 +274,16 @@ def _taxonomy() -> dict[str, Any]:
     }
 
 
-async def _full_service(
+def _full_service(
     row: dict[str, Any],
     provider: dict[str, Any],
     categories: dict[int, dict[str, Any]],
     policies: dict[int, Any],
+    communities: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
     service = _service_brief(row)
     service_id = service["id"]
     category = categories[row["category"]]
-    communities = {
-        c["id"]: c
-        for c in await Community.select(
-            Community.id, Community.name, Community.street.name.as_alias("street_name")
-        ).where(Community.id.is_in([a["id"] for a in row["areas"]] or [-1]))
-    }
     service["organization"] = _organization_brief(provider)
     service["service_areas"] = [
         _clean(
@@ -389,10 +384,18 @@ async def services(query: Query) -> dict[str, Any]:
 
 
 async def _full_services(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whole services for a page of offerings, in a fixed number of queries whatever its size."""
     categories = await _categories(r["category"] for r in rows)
     providers = await _providers(r["provider"] for r in rows)
     policies = await current_policies()
-    return [await _full_service(r, providers[r["provider"]], categories, policies) for r in rows]
+    community_ids = {area["id"] for r in rows for area in r["areas"]}
+    communities = {
+        c["id"]: c
+        for c in await Community.select(
+            Community.id, Community.name, Community.street.name.as_alias("street_name")
+        ).where(Community.id.is_in(list(community_ids) or [-1]))
+    }
+    return [_full_service(r, providers[r["provider"]], categories, policies, communities) for r in rows]
 
 
 async def service(public_id: str) -> dict[str, Any]:
@@ -432,7 +435,7 @@ async def organizations(query: Query) -> dict[str, Any]:
         count = count.where(condition)
     rows = await select.limit(per_page).offset((page - 1) * per_page)
     if query.full or query.full_service:
-        contents = [await _full_organization(row, full_service=query.full_service) for row in rows]
+        contents = await _full_organizations(rows, full_service=query.full_service)
     else:
         contents = [_organization_brief(row) for row in rows]
     return page_of(contents, await count, page, per_page)
@@ -444,20 +447,26 @@ async def organization(public_id: str, *, full_service: bool = False) -> dict[st
     row = await Provider.select().where(_exported_providers() & (Provider.public_id == wanted)).first()
     if row is None:
         raise NotFound()
-    return await _full_organization(row, full_service=full_service)
+    return (await _full_organizations([row], full_service=full_service))[0]
 
 
-async def _full_organization(row: dict[str, Any], *, full_service: bool) -> dict[str, Any]:
-    org = _organization_brief(row)
+async def _full_organizations(rows: list[dict[str, Any]], *, full_service: bool) -> list[dict[str, Any]]:
+    """Organizations with their services, in a fixed number of queries for the whole page."""
     offerings = await with_details(
         await Offering.select(*Offering.all_columns(), *_OFFERING_COLUMNS)
-        .where(Offering.provider == row["id"])
+        .where(Offering.provider.is_in([row["id"] for row in rows] or [-1]))
         .order_by(Offering.id)
     )
-    if full_service:
-        org["services"] = await _full_services(offerings)
-    else:
-        org["services"] = [_service_brief(o) for o in offerings]
+    services = await _full_services(offerings) if full_service else [_service_brief(o) for o in offerings]
+    by_provider: dict[int, list[dict[str, Any]]] = {}
+    for offering, service in zip(offerings, services, strict=True):
+        by_provider.setdefault(offering["provider"], []).append(service)
+    return [_full_organization(row, by_provider.get(row["id"], [])) for row in rows]
+
+
+def _full_organization(row: dict[str, Any], services: list[dict[str, Any]]) -> dict[str, Any]:
+    org = _organization_brief(row)
+    org["services"] = services
     location = _location(row)
     org["locations"] = [location] if location else []
     if row["credit_code"]:

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from litestar import Controller, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from marketplace.pagination import MAX_PAGE
 from providers import hsds
 
-PageNumber = Annotated[int, QueryParameter(ge=1, description="Page number of paginated result.")]
+PageNumber = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page number of paginated result.")]
 PerPage = Annotated[
     int, QueryParameter(ge=1, le=hsds.MAX_PER_PAGE, description="Number of results in a page.")
 ]

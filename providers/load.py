@@ -23,7 +23,12 @@ async def take(offering_id: int) -> bool:
 
 
 async def release(offering_id: int) -> None:
-    """One order fewer on the offering; never below zero, so releasing twice does no harm."""
+    """One order fewer on the offering (never below zero).
+
+    Not idempotent by itself: a second release for the same order would free a slot another
+    order holds. Call it in the same transaction as the order's own conditional move out of a
+    slot-holding state, which happens once whatever the number of deliveries.
+    """
     await Offering.update({Offering.active_orders: Offering.active_orders - 1}).where(
         (Offering.id == offering_id) & (Offering.active_orders > 0)
     )

@@ -531,27 +531,31 @@ async def with_details(offerings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return offerings
 
 
+def _offering_view(principal: Principal, provider: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """An offering as this caller may see it: load only for its own people, and an individual
+    volunteer's starting point (in practice their home) only for those who see contacts."""
+    if not can_manage(principal, provider["id"]):
+        row.pop("active_orders", None)
+    if provider["kind"] == Kind.INDIVIDUAL_VOLUNTEER and not sees_contacts(principal, provider["id"]):
+        row["latitude"] = row["longitude"] = None
+    return row
+
+
 async def list_offerings(principal: Principal, provider_id: int) -> list[dict[str, Any]]:
     """A provider's offerings: all of them for itself, the active ones for others."""
-    await _visible_row(principal, provider_id)
+    provider = await _visible_row(principal, provider_id)
     query = Offering.select().where(Offering.provider == provider_id).order_by(Offering.id)
     if not can_manage(principal, provider_id):
         query = query.where(Offering.is_active == True)  # noqa: E712
-    rows = await with_details(await query)
-    if not can_manage(principal, provider_id):
-        for row in rows:
-            row.pop("active_orders", None)
-    return rows
+    return [_offering_view(principal, provider, row) for row in await with_details(await query)]
 
 
 async def get_offering(principal: Principal, offering_id: int) -> dict[str, Any]:
     row = await _offering_row(offering_id)
-    await _visible_row(principal, row["provider"])
-    if not can_manage(principal, row["provider"]):
-        if not row["is_active"]:
-            raise NotFound()
-        row.pop("active_orders", None)
-    return (await with_details([row]))[0]
+    provider = await _visible_row(principal, row["provider"])
+    if not can_manage(principal, row["provider"]) and not row["is_active"]:
+        raise NotFound()
+    return _offering_view(principal, provider, (await with_details([row]))[0])
 
 
 async def get_offering_of(principal: Principal, provider_id: int, offering_id: int) -> dict[str, Any]:
@@ -756,6 +760,8 @@ async def remove_staff(principal: Principal, provider_id: int, worker_id: int) -
     if worker is None or not worker["is_active"]:
         raise NotFound()
     async with db.atomic():
+        # Two removals at once must not both see a second login and leave none.
+        await db.lock_row(Provider, provider_id)
         if worker["user"] is not None:
             logins = await UserLink.count().where(
                 (UserLink.kind == LinkKind.PROVIDER.value) & (UserLink.target == str(provider_id))

@@ -360,3 +360,36 @@ async def test_no_log_line_holds_an_id_number_name_or_phone(
     for secret in (A1, A2, B1, A1[6:14] + A1[14:], "张桂英", "王建国", "13900000001", "高血压"):
         leaking = [line[:300] for line in lines if secret in line]
         assert not leaking, f"log lines hold {secret!r}: {leaking}"  # ... and the logs did not
+
+
+def _sparse_workbook() -> bytes:
+    """Two cells, at A1 and at the last cell a sheet can have: tiny file, enormous extent."""
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet["A1"] = "户编号"
+    sheet["XFD1048576"] = "x"
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def test_a_workbook_reaching_the_last_cell_is_refused_before_it_is_laid_out():
+    from households.importer import FileUnreadable, read_rows
+
+    content = _sparse_workbook()
+    assert len(content) < 10_000
+    with pytest.raises(FileUnreadable) as refused:
+        read_rows("xlsx", content)
+    assert refused.value.errors[0].params["rows"] == 1048576
+    assert refused.value.errors[0].params["columns"] == 16384
+
+
+def test_a_csv_field_too_long_to_read_is_a_clear_error():
+    from households.importer import FileUnreadable, read_rows
+
+    with pytest.raises(FileUnreadable):
+        read_rows("csv", ("户编号\n" + "x" * 200_000 + "\n").encode())

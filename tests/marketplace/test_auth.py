@@ -316,3 +316,24 @@ async def test_bearer_requests_skip_csrf_but_cookies_do_not(make_client, make_us
     # No CSRF token, yet the request reaches the route (which refuses the method, not the token)
     response = await c.post("/api/v1/me", json={})
     assert response.status_code == 405
+
+
+async def test_behind_a_proxy_the_client_address_is_the_one_the_proxy_added(client, make_user, monkeypatch):
+    from marketplace.settings import get_settings
+
+    monkeypatch.setitem(get_settings().__dict__, "trusted_proxies", True)
+    user = await make_user("resident")
+    # The client wrote an address of its own in front; the proxy appended the real one.
+    await client.login(user["phone"], "wrong-password")
+    response = await client.post_form(
+        "/login",
+        {"phone": user["phone"], "password": "wrong-password"},
+        headers={"x-forwarded-for": "1.2.3.4, 203.0.113.7"},
+    )
+    assert response.status_code == 401
+    rows = (
+        await AuditEvent.select(AuditEvent.ip)
+        .where(AuditEvent.action == "login_failed")
+        .order_by(AuditEvent.id)
+    )
+    assert [r["ip"] for r in rows] == ["10.0.0.1", "203.0.113.7"]

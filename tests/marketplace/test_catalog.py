@@ -402,3 +402,10 @@ async def test_a_resident_sees_costs_for_their_own_household(cat, logged_in):
     assert "4 credits per meal" in page.text
     # Choosing another level on the page shows that level instead
     assert "8 credits per meal" in (await client.get("/catalog", params={"level": 3})).text
+
+
+async def test_searching_a_code_with_an_underscore_finds_it_on_both_backends(logged_in):
+    client, _ = await logged_in("resident")
+    found = (await client.get("/api/v1/categories?search=home_repair")).json()
+    assert [c["code"] for c in found["items"]] == ["home_repair"]
+    assert (await client.get("/api/v1/categories?search=100%25")).json()["items"] == []

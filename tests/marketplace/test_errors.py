@@ -40,10 +40,15 @@ def conflict() -> None:
     raise Conflict()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def test_routes(app):
+@pytest.fixture(scope="module")
+def app():
+    """An app of this module's own, so that its test-only routes reach no other test."""
+    from marketplace.app import create_app
+
+    app = create_app(run_jobs=False)
     for handler in (boom, api_boom, sample, conflict):
         app.register(handler)
+    return app
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ async def test_the_sms_sandbox_page(worker, logged_in, make_client, configure, d
     assert "13900001234" in page.text and "13900005678" not in page.text
     assert "您的激活码为730415" in page.text
 
-    configure(CLOUDMARKET_SMS_SANDBOX_PUBLIC="true")  # embedded demos: anyone may read it
+    configure(CLOUDMARKET_SMS_SANDBOX_PUBLIC="true")  # a demo on one's own machine: anyone may read it
     assert (await make_client().get("/notifications/sms-sandbox")).status_code == 200
 
 

@@ -284,3 +284,9 @@ async def test_modified_after_returns_what_changed_since(directory, client):
     assert (await get(client, "/services", modified_after="2027-01-01T09:00:01"))["total_items"] == 0
     clock.advance(timedelta(days=1))
     assert (await client.get("/hsds/services", params={"modified_after": "yesterday"})).status_code == 422
+
+
+async def test_absurd_page_numbers_get_a_clear_error_not_a_crash(client):
+    response = await client.get("/hsds/services?page=99999999999999999999")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"

@@ -406,3 +406,19 @@ async def test_figures_say_no_data_until_orders_fill_them(world, logged_in):
     page = await client.get(f"/portal/{mine}")
     assert "75%" in page.text and "4.5 of 5 from 2 ratings" in page.text
     assert (await client.get(f"/api/v1/providers/{mine}/stats")).json()["acceptance_rate"] == 0.75
+
+
+async def test_an_individual_volunteers_starting_point_is_shown_only_to_those_who_see_contacts(logged_in):
+    cat = await seed_catalog()
+    com = (await make_areas())["communities"]
+    team = await make_provider(name="尧化青年志愿服务队", kind="volunteer_team")
+    volunteer = await make_provider(name="陈志愿者", kind="individual_volunteer", team=team)
+    offering = await make_offering(volunteer, cat["companionship"], [com["尧化门社区"]])
+    await Offering.update({Offering.latitude: 32.1, Offering.longitude: 118.9}).where(Offering.id == offering)
+    for role, shown in (("resident", False), ("provider_staff", False), ("steward", True), ("admin", True)):
+        client, _ = await logged_in(role)
+        listed = (await client.get(f"/api/v1/providers/{volunteer}/offerings")).json()
+        one = (await client.get(f"/api/v1/offerings/{offering}")).json()
+        for body in (listed[0], one):
+            assert (body["latitude"] is not None) is shown, role
+            assert (body["longitude"] is not None) is shown, role
