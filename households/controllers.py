@@ -12,7 +12,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Template
 from msgspec import structs
 
-from households import importer, services
+from households import activation, importer, services
 from households.schemas import (
     EraseIn,
     HouseholdIn,
@@ -33,8 +33,11 @@ from households.schemas import (
     job_out,
     summary_out,
 )
+from marketplace import accounts, audit
 from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError
+from marketplace.middleware import session_cookie_name
+from marketplace.settings import get_settings
 
 Upload = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 STAFF = [requires(Role.STEWARD, Role.ADMIN)]
@@ -440,6 +443,58 @@ class ImportPages(Controller):
         return Redirect(f"/households/import/{real}")
 
 
+class ActivationPages(Controller):
+    """A member whose phone is on record activates their account with a code sent to it."""
+
+    path = "/activate"
+    include_in_schema = False
+
+    @get("")
+    async def start(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        if request.scope.get("user") is not None:
+            return Redirect("/")
+        return Template("households/activate.html", context={"phone": "", "errors": {}})
+
+    @post("", status_code=200)
+    async def send(self, request: Request[Any, Any, Any]) -> Template:
+        data = await form_data(request)
+        try:
+            phone = await activation.request_code(data.get("phone") or "")
+        except DomainError as exc:
+            context = {"phone": data.get("phone") or "", "errors": errors_of(exc)}
+            return Template("households/activate.html", context=context, status_code=exc.status)
+        return Template("households/activate_code.html", context={"phone": phone, "errors": {}})
+
+    @post("/code", status_code=200)
+    async def confirm(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        phone = accounts.normalise_phone(data.get("phone") or "")
+        try:
+            user_id = await activation.activate(
+                phone, data.get("code") or "", data.get("password") or "", data.get("password_again") or ""
+            )
+        except DomainError as exc:
+            context = {"phone": phone, "errors": errors_of(exc)}
+            return Template("households/activate_code.html", context=context, status_code=exc.status)
+        return await _logged_in_redirect(request, user_id, "/my/household?welcome=1")
+
+
+async def _logged_in_redirect(request: Request[Any, Any, Any], user_id: int, target: str) -> Redirect:
+    """Start a session for a just-activated account, as a login does."""
+    old = request.scope.get("state", {}).get("session_token")
+    if old:
+        await accounts.end_session(old)
+    token = await accounts.start_session(user_id)
+    await audit.record("login", user_id=user_id, via="activation")
+    settings = get_settings()
+    response = Redirect(target)
+    response.set_cookie(
+        session_cookie_name(), token, httponly=True, secure=settings.https, samesite="lax", path="/",
+        max_age=settings.session_max_hours * 3600,
+    )  # fmt: skip
+    return response
+
+
 class MyHousehold(Controller):
     """A resident's own household."""
 
@@ -709,4 +764,12 @@ class ImportApi(Controller):
         return job_out(await importer.job_for(request.user, real))
 
 
-ROUTES: list[Any] = [HouseholdPages, ImportPages, MyHousehold, NeedLevelAdmin, HouseholdApi, ImportApi]
+ROUTES: list[Any] = [
+    HouseholdPages,
+    ImportPages,
+    ActivationPages,
+    MyHousehold,
+    NeedLevelAdmin,
+    HouseholdApi,
+    ImportApi,
+]

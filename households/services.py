@@ -67,6 +67,7 @@ EVENT_LABELS = {
     "consent_recorded": N_("Consent recorded"),
     "proxy_linked": N_("Family account linked"),
     "proxy_unlinked": N_("Family account unlinked"),
+    "account_activated": N_("Resident account activated"),
     "erased": N_("Personal data erased"),
 }
 MAX_OVERRIDE_DAYS = 366
