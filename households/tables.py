@@ -221,8 +221,8 @@ class HouseholdWarning(Table, tablename="hh_warning"):
     id: Serial
     household = ForeignKey(references=Household, index=True)
     community = ForeignKey(references=Community, index=True)
-    # The first signal's id: finds the rows written in bulk again, one warning per first signal.
-    first_signal = Integer(unique=True)
+    # The key of the signal that opened it: finds rows written in bulk again, one warning per first signal.
+    first_signal = Varchar(length=170, unique=True)
     severity = Varchar(length=10)
     severity_rank = Integer(index=True)  # 1 high, 2 medium, 3 low: sorts the queue
     rule = Varchar(length=40, default="")

@@ -113,3 +113,29 @@ async def forget_activation_challenges(slot: str) -> None:
     from households import activation
 
     await activation.forget_old_challenges()
+
+
+@task(queue="warnings", priority=-5)
+async def notify_assigned(warning_ids: list[int]) -> None:
+    """Tell the stewards their new warnings at once (notify's dedupe key makes a rerun harmless)."""
+    from households import monitoring
+
+    await monitoring.notify_assigned(warning_ids)
+
+
+@periodic(every(60))
+@task(queue="warnings")
+async def escalate_overdue(slot: str) -> None:
+    """Escalate warnings not verified by their deadline to the street's supervisor (every minute)."""
+    from households import monitoring
+
+    while await monitoring.escalate_overdue() >= monitoring.ESCALATE_BATCH:
+        pass
+
+
+@task(queue="warnings")
+async def hand_off(warning_id: int) -> None:
+    """Pass a decision on temporary credits or services booked now to the orders package."""
+    from households import monitoring
+
+    await monitoring.hand_off(warning_id)

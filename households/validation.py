@@ -22,6 +22,7 @@ STATUSES: dict[str, str] = {
     "active": N_("On the registry"),
     "suspended": N_("Suspended"),
     "exited": N_("Exited the programme"),
+    "candidate": N_("Candidate: found by monitoring, not yet assessed"),
 }
 RELATIONS: dict[str, str] = {
     "head": N_("Head of household"),
