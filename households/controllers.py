@@ -39,7 +39,7 @@ from households.schemas import (
     summary_out,
     warning_summary,
 )
-from households.signals import MEASURES, SEVERITIES
+from households.signals import KINDS, MEASURES, SEVERITIES
 from marketplace import accounts, audit, clock
 from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError
@@ -792,14 +792,23 @@ def _queue_filters(
 
 
 async def _warning_page(
-    request: Request[Any, Any, Any], warning_id: int, template: str, *, errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None, status_code: int = 200,
-) -> Template:  # fmt: skip
+    request: Request[Any, Any, Any],
+    warning_id: int,
+    template: str,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Template:
     detail = await monitoring.warning_detail(request.user, warning_id)
     context = {
-        **detail, "labels": monitoring.labels(), "errors": errors or {}, "values": values or {},
-        "today": clock.local_now().date().isoformat(), "levels": [1, 2, 3],
-    }  # fmt: skip
+        **detail,
+        "labels": monitoring.labels(),
+        "errors": errors or {},
+        "values": values or {},
+        "today": clock.local_now().date().isoformat(),
+        "levels": [1, 2, 3],
+    }
     return Template(template, context=context, status_code=status_code)
 
 
@@ -848,8 +857,14 @@ class WarningPages(Controller):
             await monitoring.record_visit(request.user, warning_id, data, photos)
         except DomainError as exc:
             data.pop("photos", None)
-            return await _warning_page(request, warning_id, "households/warning_visit.html",
-                                       errors=errors_of(exc), values=data, status_code=exc.status)  # fmt: skip
+            return await _warning_page(
+                request,
+                warning_id,
+                "households/warning_visit.html",
+                errors=errors_of(exc),
+                values=data,
+                status_code=exc.status,
+            )
         return Redirect(f"/warnings/{warning_id}")
 
     @get("/{warning_id:int}/handle")
@@ -864,8 +879,14 @@ class WarningPages(Controller):
         try:
             await monitoring.handle(request.user, warning_id, data)
         except DomainError as exc:
-            return await _warning_page(request, warning_id, "households/warning_handle.html",
-                                       errors=errors_of(exc), values=data, status_code=exc.status)  # fmt: skip
+            return await _warning_page(
+                request,
+                warning_id,
+                "households/warning_handle.html",
+                errors=errors_of(exc),
+                values=data,
+                status_code=exc.status,
+            )
         return Redirect(f"/warnings/{warning_id}")
 
     @post("/{warning_id:int}/reassign", status_code=200)
@@ -876,8 +897,9 @@ class WarningPages(Controller):
         try:
             await monitoring.reassign(request.user, warning_id, user_id=data.get("user_id"))
         except DomainError as exc:
-            return await _warning_page(request, warning_id, "households/warning.html", errors=errors_of(exc),
-                                       status_code=exc.status)  # fmt: skip
+            return await _warning_page(
+                request, warning_id, "households/warning.html", errors=errors_of(exc), status_code=exc.status
+            )
         return Redirect(f"/warnings/{warning_id}")
 
     @get("/{warning_id:int}/photos/{photo_id:int}")
@@ -885,8 +907,12 @@ class WarningPages(Controller):
         self, request: Request[Any, Any, Any], warning_id: FromPath[int], photo_id: FromPath[int]
     ) -> File:
         path, content_type = await monitoring.photo(request.user, warning_id, photo_id)
-        return File(path, media_type=content_type, content_disposition_type="inline",
-                    headers={"cache-control": "private, no-store"})  # fmt: skip
+        return File(
+            path,
+            media_type=content_type,
+            content_disposition_type="inline",
+            headers={"cache-control": "private, no-store"},
+        )
 
 
 class SignalPages(Controller):
@@ -908,8 +934,11 @@ class SignalPages(Controller):
             signal_id, warning_id = await monitoring.report_signal(request.user, data)
         except DomainError as exc:
             data.pop("id_number", None)  # never echo an ID number back into a page
-            return Template("households/signal_form.html", context=_signal_form(data, errors_of(exc)),
-                            status_code=exc.status)  # fmt: skip
+            return Template(
+                "households/signal_form.html",
+                context=_signal_form(data, errors_of(exc)),
+                status_code=exc.status,
+            )
         if warning_id is not None:
             return Redirect(f"/warnings/{warning_id}?reported={signal_id}")
         return Redirect(f"/signals/new?reported={signal_id}")
@@ -933,9 +962,13 @@ class SignalPages(Controller):
         return await self._review_page(request, signal_id, {}, {})
 
     async def _review_page(
-        self, request: Request[Any, Any, Any], signal_id: int, errors: dict[str, str], values: dict[str, Any],
+        self,
+        request: Request[Any, Any, Any],
+        signal_id: int,
+        errors: dict[str, str],
+        values: dict[str, Any],
         status_code: int = 200,
-    ) -> Template:  # fmt: skip
+    ) -> Template:
         signal = await monitoring.signal_for_review(request.user, signal_id)
         options = await services.form_options(request.user)
         context = {
@@ -980,7 +1013,7 @@ class SignalPages(Controller):
 
 
 def _signal_form(values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
-    return {"values": values, "errors": errors, "kinds": monitoring.KINDS, "labels": monitoring.labels()}
+    return {"values": values, "errors": errors, "kinds": KINDS, "labels": monitoring.labels()}
 
 
 class MonitoringAdmin(Controller):
@@ -1009,8 +1042,11 @@ class MonitoringAdmin(Controller):
             await monitoring.save_rules(request.user, rules=rules, window_hours=window, note=note)
         except DomainError as exc:
             context = await warning_rules_page(rules=rules, window_hours=window, note=note)
-            return Template("households/admin_warning_rules.html", context={**context, "errors": errors_of(exc)},
-                            status_code=exc.status)  # fmt: skip
+            return Template(
+                "households/admin_warning_rules.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
         return Redirect("/admin/warning-rules?saved=1")
 
     @get("/signals/upload")
@@ -1024,16 +1060,20 @@ class MonitoringAdmin(Controller):
         try:
             report = await monitoring.upload_csv(request.user, content)
         except DomainError as exc:
-            return Template("households/admin_signal_upload.html", context={"report": None, "errors": errors_of(exc)},
-                            status_code=exc.status)  # fmt: skip
+            return Template(
+                "households/admin_signal_upload.html",
+                context={"report": None, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
         return Template("households/admin_signal_upload.html", context={"report": report, "errors": {}})
 
     @get("/signals/template.csv")
     async def template(self) -> Response[bytes]:
         return Response(
-            monitoring.csv_template(), media_type="text/csv; charset=utf-8",
+            monitoring.csv_template(),
+            media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="signals-template.csv"'},
-        )  # fmt: skip
+        )
 
     @get("/duty")
     async def duty(self, request: Request[Any, Any, Any]) -> Template:
@@ -1049,8 +1089,11 @@ class MonitoringAdmin(Controller):
             await monitoring.set_supervisor(request.user, street_id, data.get("supervisor"))
         except DomainError as exc:
             context = await monitoring.duty_page(request.user)
-            return Template("households/admin_duty.html", context={**context, "errors": errors_of(exc)},
-                            status_code=exc.status)  # fmt: skip
+            return Template(
+                "households/admin_duty.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
         return Redirect(f"/admin/duty#street-{street_id}")
 
     @post("/duty/communities/{community_id:int}", status_code=200)
@@ -1062,8 +1105,11 @@ class MonitoringAdmin(Controller):
             await monitoring.set_duty_steward(request.user, community_id, data.get("duty_steward"))
         except DomainError as exc:
             context = await monitoring.duty_page(request.user)
-            return Template("households/admin_duty.html", context={**context, "errors": errors_of(exc)},
-                            status_code=exc.status)  # fmt: skip
+            return Template(
+                "households/admin_duty.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
         return Redirect(f"/admin/duty#community-{community_id}")
 
 
@@ -1084,11 +1130,14 @@ async def warning_rules_page(
     return {
         "rules": shown + [{"new": True, "enabled": True} for _ in range(BLANK_WARNING_RULES)],
         "window_hours": window_hours if window_hours is not None else current.window_hours,
-        "note": note, "version": current.version, "history": await monitoring.rule_history(),
-        "kinds": [("any", _("Any kind")), *[(code, _(kind.label)) for code, kind in monitoring.KINDS.items()]],
+        "note": note,
+        "version": current.version,
+        "history": await monitoring.rule_history(),
+        "kinds": [("any", _("Any kind")), *[(code, _(k.label)) for code, k in KINDS.items()]],
         "measures": [(code, _(label)) for code, label in MEASURES.items()],
-        "severities": [(code, _(label)) for code, label in SEVERITIES.items()], "errors": {},
-    }  # fmt: skip
+        "severities": [(code, _(label)) for code, label in SEVERITIES.items()],
+        "errors": {},
+    }
 
 
 class SignalApi(Controller):
@@ -1104,18 +1153,24 @@ class SignalApi(Controller):
         ``duplicate`` (this event id was stored before with the same content) or ``rejected`` with
         the fields at fault.  Whether a person is on the registry is never said."""
         items = [structs.asdict(item) for item in data.signals]
-        results = await monitoring.ingest(items, source="api", sender=f"c{request.user.client_id}",
-                                          principal=request.user)  # fmt: skip
+        results = await monitoring.ingest(
+            items, source="api", sender=f"c{request.user.client_id}", principal=request.user
+        )
         return SignalBatchOut(
             accepted=sum(r.status == "accepted" for r in results),
             duplicate=sum(r.status == "duplicate" for r in results),
             rejected=sum(r.status == "rejected" for r in results),
             results=[
-                SignalResultOut(index=r.index, event_id=r.event_id, status=r.status, signal_id=r.signal_id,
-                                errors=[FieldErrorOut(field=e.field, message=e.text()) for e in r.errors])
+                SignalResultOut(
+                    index=r.index,
+                    event_id=r.event_id,
+                    status=r.status,
+                    signal_id=r.signal_id,
+                    errors=[FieldErrorOut(field=e.field, message=e.text()) for e in r.errors],
+                )
                 for r in results
             ],
-        )  # fmt: skip
+        )
 
 
 class WarningApi(Controller):
@@ -1143,8 +1198,13 @@ class WarningApi(Controller):
         result = await monitoring.queue(
             request.user, _queue_filters(status, severity, mine, overdue), page, per_page
         )
-        return WarningPage(items=[warning_summary(row) for row in result.items], page=result.page,
-                           per_page=result.per_page, total=result.total, pages=result.pages)  # fmt: skip
+        return WarningPage(
+            items=[warning_summary(row) for row in result.items],
+            page=result.page,
+            per_page=result.per_page,
+            total=result.total,
+            pages=result.pages,
+        )
 
 
 ROUTES: list[Any] = [

@@ -288,7 +288,7 @@ async def ingest(
             result.errors = exc.errors
             continue
         if not signal.event_id:
-            # Files without an event id column: the row's content is its id, so a file sent twice adds nothing.
+            # Files without an event id column: the row's content is its id (a file sent twice adds nothing).
             signal.event_id = _content_id(signal) if source == "csv" else uuid.uuid4().hex
             result.event_id = signal.event_id
         key = f"{sender}:{signal.event_id}"
@@ -424,154 +424,178 @@ class _NewWarning:
     items: list[_Item] = field(default_factory=list)
 
 
+@dataclass
+class _Plan:
+    """What a batch does to warnings: new ones, open ones it extends, and each signal's warning."""
+
+    new: dict[int, _NewWarning] = field(default_factory=dict)
+    changed: dict[int, OpenWarning] = field(default_factory=dict)
+    joined: dict[int, list[_Item]] = field(default_factory=dict)
+    warning_of: dict[str, int | str] = field(default_factory=dict)  # signal key → warning id or first key
+
+
+async def _plan(items: list[_Item], now: datetime) -> _Plan:
+    """Lock the households concerned, apply the rules, and decide which warning each signal opens or joins."""
+    plan = _Plan()
+    household_ids = sorted({item.household for item in items if item.household is not None})
+    if not household_ids:
+        return plan
+    households = await _lock_households(household_ids)
+    rules = await current_rules()
+    open_warnings = await _open_warnings(household_ids, now - timedelta(hours=rules.window_hours))
+    assignees = await _assignees([households[h] for h in household_ids])
+    for item in items:
+        if item.household is None:
+            continue
+        household = households[item.household]
+        item.outcome = evaluate(
+            rules, SignalFacts(item.signal.kind, item.signal.details, household["yearly_income"])
+        )
+        if item.outcome is None:
+            continue
+        existing = open_warnings.get(item.household)
+        if existing is not None and absorbs(_state(existing), now, rules.window_hours):
+            wid = existing["id"]
+            plan.changed[wid] = merge(plan.changed.get(wid) or _state(existing), item.outcome, now)
+            plan.joined.setdefault(wid, []).append(item)
+            plan.warning_of[item.key] = wid
+        elif item.household in plan.new:
+            pending = plan.new[item.household]
+            pending.state = merge(pending.state, item.outcome, now)
+            pending.items.append(item)
+            plan.warning_of[item.key] = pending.first_key
+        else:
+            assigned_to, via = assignees[item.household]
+            state = OpenWarning(
+                severity=item.outcome.severity,
+                deadline_at=now + timedelta(hours=item.outcome.deadline_hours),
+                rule=item.outcome.rule,
+                opened_at=now,
+            )
+            plan.new[item.household] = _NewWarning(
+                household=item.household,
+                community=household["community"],
+                first_key=item.key,
+                state=state,
+                assigned_to=assigned_to,
+                assigned_via=via,
+                items=[item],
+            )
+            plan.warning_of[item.key] = item.key
+    return plan
+
+
+async def _open_warnings(household_ids: list[int], since: datetime) -> dict[int, dict[str, Any]]:
+    """The warning still open for each household, if it opened within the dedupe window."""
+    rows = (
+        await HouseholdWarning.select()
+        .where(
+            HouseholdWarning.household.is_in(household_ids)
+            & (HouseholdWarning.status != "closed")
+            & (HouseholdWarning.opened_at >= since)
+        )
+        .order_by(HouseholdWarning.id)
+    )
+    return {row["household"]: row for row in rows}
+
+
+async def _insert_warnings(new: Mapping[int, _NewWarning], now: datetime) -> dict[str, int]:
+    """Write the new warnings at once; returns their ids by the key of the signal that opened each."""
+    if not new:
+        return {}
+    rows = [
+        {
+            "household": w.household,
+            "community": w.community,
+            "first_signal": w.first_key,
+            "severity": w.state.severity,
+            "severity_rank": SEVERITY_RANK[w.state.severity],
+            "rule": w.state.rule,
+            "signal_count": w.state.signal_count,
+            "opened_at": now,
+            "last_signal_at": now,
+            "deadline_at": w.state.deadline_at,
+            "assigned_to": w.assigned_to,
+            "assigned_via": w.assigned_via,
+            "assigned_at": now if w.assigned_to is not None else None,
+        }
+        for w in new.values()
+    ]
+    await db.bulk_insert(HouseholdWarning, rows)
+    found = await HouseholdWarning.select(HouseholdWarning.id, HouseholdWarning.first_signal).where(
+        HouseholdWarning.first_signal.is_in([w.first_key for w in new.values()])
+    )
+    return {row["first_signal"]: row["id"] for row in found}
+
+
+def _signal_row(
+    item: _Item,
+    *,
+    source: str,
+    sender_client: int | None,
+    reported_by: int | None,
+    warning: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    signal = item.signal
+    return {
+        "key": item.key,
+        "source": source,
+        "sender_client": sender_client,
+        "event_id": signal.event_id,
+        "content_hash": signal.content_hash(),
+        "kind": signal.kind,
+        "occurred_on": signal.occurred_on,
+        "received_at": now,
+        "id_cipher": crypto.encrypt(signal.id_number, SIGNAL_ID_CONTEXT) if signal.id_number else None,
+        "id_index": item.id_indexes[0] if item.id_indexes else None,
+        "id_masked": idnumbers.mask(signal.id_number) if signal.id_number else "",
+        "person_name": signal.person_name,
+        "household_code": signal.household_code,
+        "community_code": signal.community_code,
+        "details": signal.details,
+        "note": signal.note,
+        "status": "matched" if item.household is not None else "unmatched",
+        "matched_by": item.matched_by,
+        "household": item.household,
+        "warning": warning,
+        "rule": item.outcome.rule if item.outcome else "",
+        "reported_by": reported_by,
+    }
+
+
 async def _store(
     items: list[_Item], *, source: str, sender_client: int | None, reported_by: int | None
 ) -> None:
-    """Write the signals, open or extend warnings, and ask for the assignees to be told (in one transaction)."""
+    """Write the signals, open or extend warnings, and ask for the assignees to be told (one transaction)."""
     from households import tasks
 
     now = clock.now()
-    household_ids = sorted({item.household for item in items if item.household is not None})
-    households: dict[int, dict[str, Any]] = {}
-    open_warnings: dict[int, dict[str, Any]] = {}
-    new: dict[int, _NewWarning] = {}
-    changed: dict[int, OpenWarning] = {}
-    joined: dict[int, list[_Item]] = {}
-    warning_of: dict[str, int | str] = {}  # signal key → warning id, or first key of a new warning
-    if household_ids:
-        households = await _lock_households(household_ids)
-        rules = await current_rules()
-        window_start = now - timedelta(hours=rules.window_hours)
-        rows = (
-            await HouseholdWarning.select()
-            .where(
-                HouseholdWarning.household.is_in(household_ids)
-                & (HouseholdWarning.status != "closed")
-                & (HouseholdWarning.opened_at >= window_start)
-            )
-            .order_by(HouseholdWarning.id)
+    plan = await _plan(items, now)
+    new_ids = await _insert_warnings(plan.new, now)
+    rows = [
+        _signal_row(
+            item,
+            source=source,
+            sender_client=sender_client,
+            reported_by=reported_by,
+            now=now,
+            warning=_warning_id(plan.warning_of.get(item.key), new_ids),
         )
-        open_warnings = {row["household"]: row for row in rows}
-        assignees = await _assignees([households[h] for h in household_ids])
-        for item in items:
-            if item.household is None:
-                continue
-            household = households[item.household]
-            facts = SignalFacts(item.signal.kind, item.signal.details, household["yearly_income"])
-            item.outcome = evaluate(rules, facts)
-            if item.outcome is None:
-                continue
-            existing = open_warnings.get(item.household)
-            if existing is not None and absorbs(_state(existing), now, rules.window_hours):
-                wid = existing["id"]
-                changed[wid] = merge(changed.get(wid) or _state(existing), item.outcome, now)
-                joined.setdefault(wid, []).append(item)
-                warning_of[item.key] = wid
-            elif item.household in new:
-                pending = new[item.household]
-                pending.state = merge(pending.state, item.outcome, now)
-                pending.items.append(item)
-                warning_of[item.key] = pending.first_key
-            else:
-                assigned_to, via = assignees[item.household]
-                state = OpenWarning(
-                    severity=item.outcome.severity,
-                    deadline_at=now + timedelta(hours=item.outcome.deadline_hours),
-                    rule=item.outcome.rule,
-                    opened_at=now,
-                )
-                new[item.household] = _NewWarning(
-                    household=item.household,
-                    community=household["community"],
-                    first_key=item.key,
-                    state=state,
-                    assigned_to=assigned_to,
-                    assigned_via=via,
-                    items=[item],
-                )
-                warning_of[item.key] = item.key
-    new_ids: dict[str, int] = {}
-    if new:
-        await db.bulk_insert(
-            HouseholdWarning,
-            [
-                {
-                    "household": w.household,
-                    "community": w.community,
-                    "first_signal": w.first_key,
-                    "severity": w.state.severity,
-                    "severity_rank": SEVERITY_RANK[w.state.severity],
-                    "rule": w.state.rule,
-                    "status": "open",
-                    "signal_count": w.state.signal_count,
-                    "opened_at": now,
-                    "last_signal_at": now,
-                    "deadline_at": w.state.deadline_at,
-                    "assigned_to": w.assigned_to,
-                    "assigned_via": w.assigned_via,
-                    "assigned_at": now if w.assigned_to is not None else None,
-                    "escalated_at": None,
-                    "escalated_to": None,
-                    "verified_at": None,
-                    "closed_at": None,
-                    "closed_by": None,
-                    "outcome": "",
-                    "outcome_detail": {},
-                    "handoff_state": "none",
-                    "handoff_ref": "",
-                }
-                for w in new.values()
-            ],
-        )
-        rows = await HouseholdWarning.select(HouseholdWarning.id, HouseholdWarning.first_signal).where(
-            HouseholdWarning.first_signal.is_in([w.first_key for w in new.values()])
-        )
-        new_ids = {row["first_signal"]: row["id"] for row in rows}
-    await db.bulk_insert(
-        Signal,
-        [
-            {
-                "key": item.key,
-                "source": source,
-                "sender_client": sender_client,
-                "event_id": item.signal.event_id,
-                "content_hash": item.signal.content_hash(),
-                "kind": item.signal.kind,
-                "occurred_on": item.signal.occurred_on,
-                "received_at": now,
-                "id_cipher": crypto.encrypt(item.signal.id_number, SIGNAL_ID_CONTEXT)
-                if item.signal.id_number
-                else None,
-                "id_index": item.id_indexes[0] if item.id_indexes else None,
-                "id_masked": idnumbers.mask(item.signal.id_number) if item.signal.id_number else "",
-                "person_name": item.signal.person_name,
-                "household_code": item.signal.household_code,
-                "community_code": item.signal.community_code,
-                "details": item.signal.details,
-                "note": item.signal.note,
-                "status": "matched" if item.household is not None else "unmatched",
-                "matched_by": item.matched_by,
-                "household": item.household,
-                "warning": _warning_id(warning_of.get(item.key), new_ids),
-                "rule": item.outcome.rule if item.outcome else "",
-                "reported_by": reported_by,
-                "reviewed_by": None,
-                "review_note": "",
-            }
-            for item in items
-        ],
-    )
-    await _write_changes(changed, joined, now)
+        for item in items
+    ]
+    await db.bulk_insert(Signal, rows)
+    await _write_changes(plan.changed, now)
     events: list[dict[str, Any]] = []
-    for w in new.values():
+    for w in plan.new.values():
         wid = new_ids[w.first_key]
         events.append(_event(wid, "opened", now, None, {"signals": len(w.items), "rule": w.state.rule}))
         events.append(_event(wid, "assigned", now, None, {"to": w.assigned_to, "via": w.assigned_via}))
-    for wid, joining in joined.items():
+    for wid, joining in plan.joined.items():
         events.append(_event(wid, "signal_added", now, None, {"signals": len(joining)}))
     if events:
         await db.bulk_insert(WarningEvent, events)
-    to_tell = sorted(new_ids[w.first_key] for w in new.values() if w.assigned_to is not None)
+    to_tell = sorted(new_ids[w.first_key] for w in plan.new.values() if w.assigned_to is not None)
     for start in range(0, len(to_tell), 500):
         await outbox.send(tasks.notify_assigned, to_tell[start : start + 500])
 
@@ -598,9 +622,7 @@ def _state(row: Mapping[str, Any]) -> OpenWarning:
     )
 
 
-async def _write_changes(
-    changed: Mapping[int, OpenWarning], joined: Mapping[int, list[_Item]], now: datetime
-) -> None:
+async def _write_changes(changed: Mapping[int, OpenWarning], now: datetime) -> None:
     for wid, state in changed.items():
         await HouseholdWarning.update(
             {
@@ -615,7 +637,7 @@ async def _write_changes(
 
 
 async def _lock_households(household_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The households the signals are about, locked until commit so that two batches cannot both open a warning."""
+    """The households concerned, locked until commit: two batches cannot both open a warning for one."""
     query = (
         Household.select(
             Household.id, Household.community, Household.steward, Household.yearly_income, Household.level
@@ -773,7 +795,7 @@ async def escalate_overdue() -> int:
                     HouseholdWarning.deadline_at,
                     HouseholdWarning.assigned_to.display_name.as_alias("assignee"),
                     HouseholdWarning.community.name.as_alias("community_name"),
-                    HouseholdWarning.community.street.supervisor.as_alias("supervisor"),
+                    HouseholdWarning.community._.street._.supervisor.as_alias("supervisor"),
                 )
                 .where(HouseholdWarning.id == row["id"])
                 .first()
@@ -822,7 +844,7 @@ async def _admins() -> list[int]:
 
 
 async def report_signal(p: Principal, data: Mapping[str, Any]) -> tuple[int, int | None]:
-    """A steward reports a signal by hand; returns the signal id and its warning id if it opened or joined one.
+    """A steward reports a signal by hand; returns its id and the warning it opened or joined, if any.
 
     The household is named by its code (one of the steward's communities) or by a member's ID number.
     """
@@ -882,41 +904,45 @@ def _decode(content: bytes) -> str:
     )
 
 
-def read_csv(content: bytes) -> list[dict[str, Any]]:
-    """The rows of an uploaded CSV file as signal items (columns in English or Chinese, details by name)."""
-    if not content:
-        raise ValidationFailed.field("file", N_("Choose a CSV file to upload."))
-    if len(content) > MAX_CSV_BYTES:
-        raise ValidationFailed.field("file", N_("The file is larger than 5 MB; split it."))
-    reader = csv.reader(io.StringIO(_decode(content)))
-    header = [h.strip() for h in next(reader, [])]
+def _column_names(header: list[str]) -> dict[int, str]:
+    """Column position → signal field (``details.<name>`` for a figure), from the header row."""
     names: dict[int, str] = {}
-    for n, title in enumerate(header):
+    for n, raw in enumerate(header):
+        title = raw.strip()
         for name, aliases in CSV_COLUMNS.items():
             if title in aliases:
                 names[n] = name
         if title in DETAIL_COLUMNS:
             names[n] = f"details.{title}"
     if "kind" not in names.values():
-        raise ValidationFailed.field(
-            "file", N_("The first row must name the columns; a column 'kind' is needed.")
-        )
-    rows: list[dict[str, Any]] = []
-    for line in reader:
-        if not any(cell.strip() for cell in line):
-            continue
-        item: dict[str, Any] = {"details": {}}
-        for n, cell in enumerate(line):
-            name = names.get(n)
-            if name is None or not cell.strip():
-                continue
+        message = N_("The first row must name the columns; a column 'kind' is needed.")
+        raise ValidationFailed.field("file", message)
+    return names
+
+
+def _csv_item(line: list[str], names: Mapping[int, str]) -> dict[str, Any]:
+    item: dict[str, Any] = {"details": {}}
+    for n, cell in enumerate(line):
+        name = names.get(n)
+        if name is not None and cell.strip():
             if name.startswith("details."):
                 item["details"][name.removeprefix("details.")] = cell.strip()
             else:
                 item[name] = cell.strip()
-        rows.append(item)
-        if len(rows) > MAX_CSV_ROWS:
-            raise ValidationFailed.field("file", N_("A file holds at most 10,000 signals; split it."))
+    return item
+
+
+def read_csv(content: bytes) -> list[dict[str, Any]]:
+    """The rows of an uploaded CSV file as signal items (columns in English or Chinese, figures by name)."""
+    if not content:
+        raise ValidationFailed.field("file", N_("Choose a CSV file to upload."))
+    if len(content) > MAX_CSV_BYTES:
+        raise ValidationFailed.field("file", N_("The file is larger than 5 MB; split it."))
+    reader = csv.reader(io.StringIO(_decode(content)))
+    names = _column_names(next(reader, []))
+    rows = [_csv_item(line, names) for line in reader if any(cell.strip() for cell in line)]
+    if len(rows) > MAX_CSV_ROWS:
+        raise ValidationFailed.field("file", N_("A file holds at most 10,000 signals; split it."))
     if not rows:
         raise ValidationFailed.field("file", N_("The file has no signals below its header row."))
     return rows
@@ -1098,7 +1124,7 @@ async def _attach(
         )
         if existing is not None:
             state = merge(_state(existing), outcome, now)
-            await _write_changes({existing["id"]: state}, {}, now)
+            await _write_changes({existing["id"]: state}, now)
             await Signal.update({Signal.warning: existing["id"], Signal.rule: outcome.rule}).where(
                 Signal.id == signal["id"]
             )
@@ -1156,7 +1182,7 @@ async def create_candidate(p: Principal, signal_id: int, data: Mapping[str, Any]
             "_form", N_("This signal has no ID number: match it to a household by its code.")
         )
     id_number = crypto.decrypt(stored["id_cipher"], SIGNAL_ID_CONTEXT)
-    household = {
+    household: dict[str, Any] = {
         "code": str(data.get("code") or "").strip() or f"C-{signal_id:06d}",
         "community_id": data.get("community_id"),
         "address": data.get("address"),
@@ -1223,7 +1249,7 @@ async def dismiss_signal(p: Principal, signal_id: int, *, reason: str) -> None:
 
 
 async def rematch(p: Principal) -> int:
-    """Match the unmatched signals again (after households were registered or imported); returns how many matched."""
+    """Match the unmatched signals again (after households were registered); returns how many matched."""
     codes, _ = await _review_scope(p)
     where: Any = Signal.status == "unmatched"
     if codes is not None:
@@ -1341,7 +1367,7 @@ async def warning_detail(p: Principal, warning_id: int) -> dict[str, Any]:
             Household.yearly_income,
             Household.steward,
             Household.community.name.as_alias("community_name"),
-            Household.community.street.name.as_alias("street_name"),
+            Household.community._.street._.name.as_alias("street_name"),
         )
         .where(Household.id == warning["household"])
         .first()
@@ -1503,27 +1529,28 @@ def photo_dir() -> Path:
     return get_settings().var_dir / "verification-photos"
 
 
-async def record_visit(
-    p: Principal, warning_id: int, data: Mapping[str, Any], photos: Sequence[Photo] = ()
-) -> None:
-    """The steward records the home visit: when, who was met, what was found, what is needed, photos."""
-    warning = await _warning_row(p, warning_id)
-    _acting(p, warning)
-    errors: list[FieldError] = []
-    visited_on: date | None = None
+@dataclass
+class VisitFields:
+    visited_on: date
+    met: str
+    findings: str
+    needs: list[str]
+
+
+def visit_fields(
+    data: Mapping[str, Any], *, today: date, opened: date, errors: list[FieldError]
+) -> VisitFields:
+    """Check what a steward wrote about a visit; adds to ``errors`` (plain, no database)."""
     try:
         visited_on = parse_date(data.get("visited_on"))
     except ValueError:
         visited_on = None
-    today = clock.local_now().date()
-    opened = warning["opened_at"].astimezone(clock.local_zone()).date()
     if visited_on is None or visited_on > today or visited_on < opened - timedelta(days=7):
         errors.append(FieldError("visited_on", N_("Enter the day of the visit (not in the future).")))
     met = str(data.get("met") or "").strip()
     if not met:
-        errors.append(
-            FieldError("met", N_("Say whom you met (e.g. the head of household and his daughter)."))
-        )
+        message = N_("Say whom you met (e.g. the head of household and his daughter).")
+        errors.append(FieldError("met", message))
     findings = str(data.get("findings") or "").strip()
     if len(findings) < MIN_TEXT:
         errors.append(FieldError("findings", N_("Write what you found.")))
@@ -1531,7 +1558,13 @@ async def record_visit(
     needs = sorted({str(n) for n in ([raw_needs] if isinstance(raw_needs, str) else raw_needs) if n})
     if any(n not in NEEDS for n in needs):
         errors.append(FieldError("needs", N_("Choose needs from the list.")))
-    existing = await VerificationPhoto.count().where(VerificationPhoto.warning == warning_id)
+    return VisitFields(visited_on or today, met[:100], findings[:4000], needs)
+
+
+def checked_photos(
+    photos: Sequence[Photo], *, existing: int, errors: list[FieldError]
+) -> list[tuple[bytes, str]]:
+    """The photos to keep, with their type; too large, not a picture or too many adds to ``errors``."""
     kept: list[tuple[bytes, str]] = []
     for photo in photos:
         if not photo.content:
@@ -1545,68 +1578,81 @@ async def record_visit(
             kept.append((photo.content, kind))
     if existing + len(kept) > MAX_PHOTOS:
         errors.append(FieldError("photos", N_("At most %(n)s photos per warning."), {"n": MAX_PHOTOS}))
-    if errors or visited_on is None:
+    return kept
+
+
+async def record_visit(
+    p: Principal, warning_id: int, data: Mapping[str, Any], photos: Sequence[Photo] = ()
+) -> None:
+    """The steward records the home visit: when, who was met, what was found, what is needed, photos."""
+    warning = await _warning_row(p, warning_id)
+    _acting(p, warning)
+    errors: list[FieldError] = []
+    opened = warning["opened_at"].astimezone(clock.local_zone()).date()
+    fields = visit_fields(data, today=clock.local_now().date(), opened=opened, errors=errors)
+    existing = await VerificationPhoto.count().where(VerificationPhoto.warning == warning_id)
+    kept = checked_photos(photos, existing=existing, errors=errors)
+    if errors:
         raise ValidationFailed(errors=errors)
-    now = clock.now()
     written: list[Path] = []
     try:
         async with db.atomic():
-            values = {
-                Verification.visited_on: visited_on,
-                Verification.visited_by: p.user_id,
-                Verification.met: met[:100],
-                Verification.findings: findings[:4000],
-                Verification.needs: needs,
-                Verification.recorded_at: now,
-            }
-            updated = (
-                await Verification.update(values)
-                .where(Verification.warning == warning_id)
-                .returning(Verification.id)
-            )
-            if not updated:
-                await Verification.insert(
-                    Verification(
-                        warning=warning_id, **{column._meta.name: value for column, value in values.items()}
-                    )
-                )
-            for content, kind in kept:
-                name = f"{warning_id}-{secrets.token_hex(16)}{PHOTO_TYPES[kind]}"
-                path = photo_dir() / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-                path.chmod(0o600)
-                written.append(path)
-                await VerificationPhoto.insert(
-                    VerificationPhoto(
-                        warning=warning_id,
-                        stored_name=name,
-                        content_type=kind,
-                        size=len(content),
-                        uploaded_by=p.user_id,
-                    )
-                )
-            first = warning["verified_at"] is None
-            await HouseholdWarning.update(
-                {
-                    HouseholdWarning.status: "verified",
-                    HouseholdWarning.verified_at: warning["verified_at"] or now,
-                }
-            ).where(HouseholdWarning.id == warning_id)
-            await WarningEvent.insert(
-                WarningEvent(
-                    warning=warning_id,
-                    at=now,
-                    actor=p.user_id,
-                    kind="verified",
-                    detail={"photos": len(kept), "needs": needs, "first": first},
-                )
-            )
-            await audit.record("warning.verified", principal=p, target_type="warning", target_id=warning_id)
+            await _save_visit(p, warning, fields, kept, written)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
+
+
+async def _save_visit(
+    p: Principal,
+    warning: Mapping[str, Any],
+    fields: VisitFields,
+    kept: list[tuple[bytes, str]],
+    written: list[Path],
+) -> None:
+    """Write the visit, its photos (to disk, each path noted in ``written``) and the warning's new status."""
+    now = clock.now()
+    warning_id = warning["id"]
+    values: dict[Any, Any] = {
+        Verification.visited_on: fields.visited_on,
+        Verification.visited_by: p.user_id,
+        Verification.met: fields.met,
+        Verification.findings: fields.findings,
+        Verification.needs: fields.needs,
+        Verification.recorded_at: now,
+    }
+    updated = (
+        await Verification.update(values).where(Verification.warning == warning_id).returning(Verification.id)
+    )
+    if not updated:
+        await Verification.insert(
+            Verification(warning=warning_id, **{column._meta.name: value for column, value in values.items()})
+        )
+    for content, kind in kept:
+        name = f"{warning_id}-{secrets.token_hex(16)}{PHOTO_TYPES[kind]}"
+        path = photo_dir() / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written.append(path)
+        path.write_bytes(content)
+        path.chmod(0o600)
+        await VerificationPhoto.insert(
+            VerificationPhoto(
+                warning=warning_id,
+                stored_name=name,
+                content_type=kind,
+                size=len(content),
+                uploaded_by=p.user_id,
+            )
+        )
+    await HouseholdWarning.update(
+        {HouseholdWarning.status: "verified", HouseholdWarning.verified_at: warning["verified_at"] or now}
+    ).where(HouseholdWarning.id == warning_id)
+    detail = {"photos": len(kept), "needs": fields.needs, "first": warning["verified_at"] is None}
+    await WarningEvent.insert(
+        WarningEvent(warning=warning_id, at=now, actor=p.user_id, kind="verified", detail=detail)
+    )
+    await audit.record("warning.verified", principal=p, target_type="warning", target_id=warning_id)
 
 
 async def photo(p: Principal, warning_id: int, photo_id: int) -> tuple[Path, str]:
@@ -1644,64 +1690,88 @@ def _day(
     return day
 
 
+def _int(raw: Any) -> int:
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        return 0
+
+
+def _choices(raw: Any) -> list[str]:
+    return sorted({str(c) for c in ([raw] if isinstance(raw, str) else (raw or [])) if c})
+
+
+def _level_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+    level = _int(data.get("level"))
+    if level not in levels.LEVELS:
+        errors.append(FieldError("level", N_("Choose level 1, 2 or 3.")))
+    last = today + timedelta(days=registry.MAX_OVERRIDE_DAYS)
+    until = _day(
+        data.get("until"),
+        "until",
+        errors,
+        low=today,
+        high=last,
+        message=N_("Choose a day from today to one year ahead."),
+    )
+    return {"level": level, "until": until.isoformat() if until else None}
+
+
+def _credits_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+    credits = _int(data.get("credits"))
+    if not 1 <= credits <= MAX_CREDITS:
+        errors.append(FieldError("credits", N_("Enter a number of credits from 1 to 1,000.")))
+    last = today + timedelta(days=MAX_CREDIT_DAYS)
+    until = _day(
+        data.get("valid_until"),
+        "valid_until",
+        errors,
+        low=today,
+        high=last,
+        message=N_("Choose a day from today to three months ahead."),
+    )
+    return {"credits": credits, "valid_until": until.isoformat() if until else None}
+
+
+def _booking_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+    categories = _choices(data.get("categories"))
+    if not categories or any(c not in SERVICE_CATEGORIES for c in categories):
+        errors.append(FieldError("categories", N_("Choose at least one service.")))
+    wanted = _day(
+        data.get("wanted_on"),
+        "wanted_on",
+        errors,
+        low=today,
+        high=today + timedelta(days=30),
+        message=N_("Choose a day from today to 30 days ahead."),
+    )
+    return {"categories": categories, "wanted_on": wanted.isoformat() if wanted else None}
+
+
+def _referral_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+    programme = str(data.get("programme") or "").strip()
+    if len(programme) < 2:
+        errors.append(FieldError("programme", N_("Name the programme the household is referred to.")))
+    return {"programme": programme[:200]}
+
+
+_DETAILS = {
+    "change_level": _level_detail,
+    "grant_credits": _credits_detail,
+    "book_services": _booking_detail,
+    "referral": _referral_detail,
+}
+
+
 def handling_decision(outcome: str, data: Mapping[str, Any], *, today: date) -> dict[str, Any]:
     """Check a handling decision's fields; returns the detail to store (plain, no database)."""
+    if outcome not in OUTCOMES:
+        raise ValidationFailed.field("outcome", N_("Choose what is done."))
     errors: list[FieldError] = []
     note = str(data.get("note") or "").strip()
     detail: dict[str, Any] = {"note": note[:2000]}
-    if outcome not in OUTCOMES:
-        raise ValidationFailed.field("outcome", N_("Choose what is done."))
-    if outcome == "change_level":
-        try:
-            level = int(str(data.get("level")))
-        except ValueError:
-            level = 0
-        if level not in levels.LEVELS:
-            errors.append(FieldError("level", N_("Choose level 1, 2 or 3.")))
-        until = _day(
-            data.get("until"),
-            "until",
-            errors,
-            low=today,
-            high=today + timedelta(days=registry.MAX_OVERRIDE_DAYS),
-            message=N_("Choose a day from today to one year ahead."),
-        )
-        detail.update(level=level, until=until.isoformat() if until else None)
-    elif outcome == "grant_credits":
-        try:
-            credits = int(str(data.get("credits")))
-        except ValueError:
-            credits = 0
-        if not 1 <= credits <= MAX_CREDITS:
-            errors.append(FieldError("credits", N_("Enter a number of credits from 1 to 1,000.")))
-        until = _day(
-            data.get("valid_until"),
-            "valid_until",
-            errors,
-            low=today,
-            high=today + timedelta(days=MAX_CREDIT_DAYS),
-            message=N_("Choose a day from today to three months ahead."),
-        )
-        detail.update(credits=credits, valid_until=until.isoformat() if until else None)
-    elif outcome == "book_services":
-        raw = data.get("categories") or []
-        categories = sorted({str(c) for c in ([raw] if isinstance(raw, str) else raw) if c})
-        if not categories or any(c not in SERVICE_CATEGORIES for c in categories):
-            errors.append(FieldError("categories", N_("Choose at least one service.")))
-        wanted = _day(
-            data.get("wanted_on"),
-            "wanted_on",
-            errors,
-            low=today,
-            high=today + timedelta(days=30),
-            message=N_("Choose a day from today to 30 days ahead."),
-        )
-        detail.update(categories=categories, wanted_on=wanted.isoformat() if wanted else None)
-    elif outcome == "referral":
-        programme = str(data.get("programme") or "").strip()
-        if len(programme) < 2:
-            errors.append(FieldError("programme", N_("Name the programme the household is referred to.")))
-        detail.update(programme=programme[:200])
+    if outcome in _DETAILS:
+        detail.update(_DETAILS[outcome](data, today, errors))
     if len(note) < MIN_TEXT:
         errors.append(FieldError("note", N_("Write why, in a sentence: it goes to the record.")))
     if errors:
@@ -1824,7 +1894,7 @@ async def overview(p: Principal) -> dict[str, Any]:
         HouseholdWarning.status,
         HouseholdWarning.deadline_at,
         HouseholdWarning.assigned_to,
-        HouseholdWarning.community.street.name.as_alias("street"),
+        HouseholdWarning.community._.street._.name.as_alias("street"),
     ).where(HouseholdWarning.status != "closed")
     verified = await HouseholdWarning.select(HouseholdWarning.opened_at, HouseholdWarning.verified_at).where(
         HouseholdWarning.verified_at >= now - timedelta(days=30)

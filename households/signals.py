@@ -84,71 +84,26 @@ MAX_DEADLINE_HOURS = 24 * 30
 MAX_WINDOW_HOURS = 24 * 30
 
 
-def _rule(
-    rid: str, kind: str, measure: str, at_least: float | None, severity: str, hours: int, zh: str, en: str
-) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "kind": kind,
-        "measure": measure,
-        "at_least": at_least,
-        "severity": severity,
-        "deadline_hours": hours,
-        "label_zh": zh,
-        "label_en": en,
-        "enabled": True,
-    }
-
-
+_RULE_FIELDS = ("id", "kind", "measure", "at_least", "severity", "deadline_hours", "label_zh", "label_en")
+# name, signal kind, what it compares, at least, severity, hours to verify, Chinese and English descriptions
+_DEFAULT_ROWS: list[tuple[str, str, str, float | None, str, int, str, str]] = [
+    ("medical_cost_high", "hospital_bill", "out_of_pocket", 20_000, "high", 48,
+     "自付医疗费用超过2万元", "Out-of-pocket medical cost over 20,000 yuan"),
+    ("medical_cost_share", "hospital_bill", "share_of_income", 0.4, "high", 48,
+     "自付医疗费用超过家庭年收入的40%", "Out-of-pocket medical cost over 40% of yearly income"),
+    ("hospital_bill", "hospital_bill", "", None, "medium", 120, "住院费用", "Hospital bill"),
+    ("accident", "accident", "", None, "high", 48, "意外事故", "Accident"),
+    ("disaster", "disaster", "", None, "high", 24, "火灾或自然灾害", "Fire or disaster"),
+    ("earner", "earner_death_or_illness", "", None, "high", 48,
+     "主要劳动力死亡或重病", "Death or serious illness of a main earner"),
+    ("job_loss", "job_loss", "", None, "medium", 120, "失业", "Job loss"),
+    ("arrears_long", "utility_arrears", "months", 3, "medium", 120,
+     "水电燃气欠费3个月以上", "Utility arrears of 3 months or more"),
+    ("arrears", "utility_arrears", "", None, "low", 240, "水电燃气欠费", "Utility arrears"),
+    ("dropout", "school_dropout", "", None, "high", 72, "辍学", "School dropout"),
+]  # fmt: skip
 DEFAULT_RULES: dict[str, Any] = {
-    "rules": [
-        _rule(
-            "medical_cost_high",
-            "hospital_bill",
-            "out_of_pocket",
-            20_000,
-            "high",
-            48,
-            "自付医疗费用超过2万元",
-            "Out-of-pocket medical cost over 20,000 yuan",
-        ),
-        _rule(
-            "medical_cost_share",
-            "hospital_bill",
-            "share_of_income",
-            0.4,
-            "high",
-            48,
-            "自付医疗费用超过家庭年收入的40%",
-            "Out-of-pocket medical cost over 40% of yearly income",
-        ),
-        _rule("hospital_bill", "hospital_bill", "", None, "medium", 120, "住院费用", "Hospital bill"),
-        _rule("accident", "accident", "", None, "high", 48, "意外事故", "Accident"),
-        _rule("disaster", "disaster", "", None, "high", 24, "火灾或自然灾害", "Fire or disaster"),
-        _rule(
-            "earner",
-            "earner_death_or_illness",
-            "",
-            None,
-            "high",
-            48,
-            "主要劳动力死亡或重病",
-            "Death or serious illness of a main earner",
-        ),
-        _rule("job_loss", "job_loss", "", None, "medium", 120, "失业", "Job loss"),
-        _rule(
-            "arrears_long",
-            "utility_arrears",
-            "months",
-            3,
-            "medium",
-            120,
-            "水电燃气欠费3个月以上",
-            "Utility arrears of 3 months or more",
-        ),
-        _rule("arrears", "utility_arrears", "", None, "low", 240, "水电燃气欠费", "Utility arrears"),
-        _rule("dropout", "school_dropout", "", None, "high", 72, "辍学", "School dropout"),
-    ],
+    "rules": [{**dict(zip(_RULE_FIELDS, row, strict=True)), "enabled": True} for row in _DEFAULT_ROWS],
     "window_hours": 72,
 }
 
@@ -245,31 +200,28 @@ def _occurred_on(raw: Any, today: date, errors: list[FieldError]) -> date:
     return day
 
 
-def clean_signal(raw: Mapping[str, Any], *, today: date, require_event_id: bool) -> CleanSignal:
-    """Check one signal as sent; raise ValidationFailed naming each field at fault."""
-    errors: list[FieldError] = []
-    event_id = _text(raw.get("event_id"))
-    if require_event_id and not event_id:
-        errors.append(
-            FieldError("event_id", N_("Give each signal your own event id, so that a resend is recognised."))
-        )
+def _event_id(raw: Any, required: bool, errors: list[FieldError]) -> str:
+    event_id = _text(raw)
+    if required and not event_id:
+        message = N_("Give each signal your own event id, so that a resend is recognised.")
+        errors.append(FieldError("event_id", message))
     elif event_id and not EVENT_ID_RE.match(event_id):
-        errors.append(
-            FieldError(
-                "event_id", N_("Use up to 100 letters, digits and the characters . : / _ - for the event id.")
-            )
-        )
-    code = _text(raw.get("kind"))
+        message = N_("Use up to 100 letters, digits and the characters . : / _ - for the event id.")
+        errors.append(FieldError("event_id", message))
+    return event_id
+
+
+def _kind(raw: Any, errors: list[FieldError]) -> Kind | None:
+    code = _text(raw)
     kind = KINDS.get(code)
     if kind is None:
-        errors.append(
-            FieldError(
-                "kind",
-                N_("Unknown signal kind %(kind)s; use one of: %(kinds)s."),
-                {"kind": repr(code) if code else "(empty)", "kinds": ", ".join(KINDS)},
-            )
-        )
-    occurred_on = _occurred_on(raw.get("occurred_on"), today, errors)
+        params = {"kind": repr(code) if code else "(empty)", "kinds": ", ".join(KINDS)}
+        errors.append(FieldError("kind", N_("Unknown signal kind %(kind)s; use one of: %(kinds)s."), params))
+    return kind
+
+
+def _subject(raw: Mapping[str, Any], today: date, errors: list[FieldError]) -> tuple[str, str]:
+    """The ID number (checked, normalised) and the household code; at least one is needed."""
     id_number = ""
     raw_id = _text(raw.get("id_number"))
     if raw_id:
@@ -279,45 +231,60 @@ def clean_signal(raw: Mapping[str, Any], *, today: date, require_event_id: bool)
             errors.append(FieldError("id_number", exc.message, dict(exc.params)))
     household_code = _text(raw.get("household_code"))
     if household_code and not CODE_RE.match(household_code):
-        errors.append(
-            FieldError("household_code", N_("A household code has up to 40 letters, digits, - or _."))
-        )
+        message = N_("A household code has up to 40 letters, digits, - or _.")
+        errors.append(FieldError("household_code", message))
     if not raw_id and not household_code:
         errors.append(FieldError("id_number", N_("Give the person's ID number or the household code.")))
-    person_name = _text(raw.get("person_name"))
-    if len(person_name) > 50:
-        errors.append(FieldError("person_name", N_("Keep the name under 50 characters.")))
-    community_code = _text(raw.get("community_code"))
-    if len(community_code) > 15:
-        errors.append(FieldError("community_code", N_("A community code has at most 15 characters.")))
-    note = _text(raw.get("note"))
-    if len(note) > 1000:
-        errors.append(FieldError("note", N_("Keep the note under 1,000 characters.")))
-    details: dict[str, float] = {}
-    raw_details = raw.get("details") or {}
-    if not isinstance(raw_details, Mapping):
+    return id_number, household_code
+
+
+def _limited(raw: Mapping[str, Any], name: str, most: int, message: str, errors: list[FieldError]) -> str:
+    text = _text(raw.get(name))
+    if len(text) > most:
+        errors.append(FieldError(name, message))
+    return text
+
+
+def _details(raw: Any, kind: Kind | None, errors: list[FieldError]) -> dict[str, float]:
+    """The figures a kind of signal carries, each checked; a figure the kind does not have is an error."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
         errors.append(FieldError("details", N_('Details are an object of figures, e.g. {"amount": 1200}.')))
-        raw_details = {}
-    if kind is not None:
-        known = {d.name: d for d in kind.details}
-        for name in raw_details:
-            if name not in known:
-                errors.append(
-                    FieldError(
-                        f"details.{name}",
-                        N_("Not a detail of this kind of signal; its details are: %(names)s."),
-                        {"names": ", ".join(known) or "–"},
-                    )
-                )
-        for detail in kind.details:
-            value = _number(raw_details.get(detail.name), detail, errors)
-            if value is not None:
-                details[detail.name] = value
-    if errors:
+        return {}
+    if kind is None:
+        return {}
+    known = {d.name: d for d in kind.details}
+    message = N_("Not a detail of this kind of signal; its details are: %(names)s.")
+    for name in raw:
+        if name not in known:
+            errors.append(FieldError(f"details.{name}", message, {"names": ", ".join(known) or "–"}))
+    details: dict[str, float] = {}
+    for detail in kind.details:
+        value = _number(raw.get(detail.name), detail, errors)
+        if value is not None:
+            details[detail.name] = value
+    return details
+
+
+def clean_signal(raw: Mapping[str, Any], *, today: date, require_event_id: bool) -> CleanSignal:
+    """Check one signal as sent; raise ValidationFailed naming each field at fault."""
+    errors: list[FieldError] = []
+    event_id = _event_id(raw.get("event_id"), require_event_id, errors)
+    kind = _kind(raw.get("kind"), errors)
+    occurred_on = _occurred_on(raw.get("occurred_on"), today, errors)
+    id_number, household_code = _subject(raw, today, errors)
+    person_name = _limited(raw, "person_name", 50, N_("Keep the name under 50 characters."), errors)
+    community_code = _limited(
+        raw, "community_code", 15, N_("A community code has at most 15 characters."), errors
+    )
+    note = _limited(raw, "note", 1000, N_("Keep the note under 1,000 characters."), errors)
+    details = _details(raw.get("details"), kind, errors)
+    if errors or kind is None:
         raise ValidationFailed(errors=errors)
     return CleanSignal(
         event_id=event_id,
-        kind=code,
+        kind=kind.code,
         occurred_on=occurred_on,
         id_number=id_number,
         household_code=household_code,
@@ -438,64 +405,73 @@ def merge(warning: OpenWarning, outcome: Outcome, at: datetime) -> OpenWarning:
     )
 
 
+def _whole(raw: Any) -> int:
+    try:
+        return int(_text(raw))
+    except ValueError:
+        return 0
+
+
+def _threshold(rule: Mapping[str, Any], prefix: str, errors: list[FieldError]) -> tuple[str, float | None]:
+    """What a rule compares and its threshold (None when it fires for any signal of its kind)."""
+    measure = _text(rule.get("measure"))
+    if measure not in MEASURES:
+        errors.append(FieldError(f"{prefix}measure", N_("Choose what the rule compares.")))
+        return measure, None
+    if not measure:
+        return measure, None
+    try:
+        at_least = float(_text(rule.get("at_least")).replace(",", ""))
+    except ValueError:
+        at_least = -1
+    if at_least < 0:
+        errors.append(FieldError(f"{prefix}at_least", N_("Enter a number (0 or more).")))
+    return measure, at_least
+
+
+def _checked_rule(
+    n: int, rule: Mapping[str, Any], seen: set[str], errors: list[FieldError]
+) -> dict[str, Any]:
+    prefix = f"rules-{n}-"
+    rid = _text(rule.get("id"))
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", rid):
+        errors.append(FieldError(f"{prefix}id", N_("Use lower-case letters, digits and underscores.")))
+    elif rid in seen:
+        errors.append(FieldError(f"{prefix}id", N_("Another rule already has this name.")))
+    seen.add(rid)
+    kind = _text(rule.get("kind"))
+    if kind != ANY_KIND and kind not in KINDS:
+        errors.append(FieldError(f"{prefix}kind", N_("Choose the kind of signal.")))
+    measure, at_least = _threshold(rule, prefix, errors)
+    severity = _text(rule.get("severity"))
+    if severity not in SEVERITIES:
+        errors.append(FieldError(f"{prefix}severity", N_("Choose a severity.")))
+    hours = _whole(rule.get("deadline_hours"))
+    if not 1 <= hours <= MAX_DEADLINE_HOURS:
+        errors.append(FieldError(f"{prefix}deadline_hours", N_("Enter hours from 1 to 720.")))
+    label_zh, label_en = _text(rule.get("label_zh")), _text(rule.get("label_en"))
+    if not label_zh or not label_en:
+        message = N_("Give the rule a short description in both languages.")
+        errors.append(FieldError(f"{prefix}label", message))
+    return {
+        "id": rid,
+        "kind": kind,
+        "measure": measure,
+        "at_least": at_least,
+        "severity": severity,
+        "deadline_hours": hours,
+        "label_zh": label_zh[:60],
+        "label_en": label_en[:80],
+        "enabled": bool(rule.get("enabled", True)),
+    }
+
+
 def validate_rules(rules: Sequence[Mapping[str, Any]], window_hours: Any) -> tuple[list[dict[str, Any]], int]:
     """Check an edited rule set; errors name the field as ``rules-<n>-<part>`` or ``window_hours``."""
     errors: list[FieldError] = []
     seen: set[str] = set()
-    clean: list[dict[str, Any]] = []
-    for n, rule in enumerate(rules):
-        prefix = f"rules-{n}-"
-        rid = _text(rule.get("id"))
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", rid):
-            errors.append(FieldError(f"{prefix}id", N_("Use lower-case letters, digits and underscores.")))
-        elif rid in seen:
-            errors.append(FieldError(f"{prefix}id", N_("Another rule already has this name.")))
-        seen.add(rid)
-        kind = _text(rule.get("kind"))
-        if kind != ANY_KIND and kind not in KINDS:
-            errors.append(FieldError(f"{prefix}kind", N_("Choose the kind of signal.")))
-        measure = _text(rule.get("measure"))
-        at_least: float | None = None
-        if measure not in MEASURES:
-            errors.append(FieldError(f"{prefix}measure", N_("Choose what the rule compares.")))
-        elif measure:
-            try:
-                at_least = float(_text(rule.get("at_least")).replace(",", ""))
-            except ValueError:
-                at_least = -1
-            if at_least < 0:
-                errors.append(FieldError(f"{prefix}at_least", N_("Enter a number (0 or more).")))
-        severity = _text(rule.get("severity"))
-        if severity not in SEVERITIES:
-            errors.append(FieldError(f"{prefix}severity", N_("Choose a severity.")))
-        try:
-            hours = int(_text(rule.get("deadline_hours")))
-        except ValueError:
-            hours = 0
-        if not 1 <= hours <= MAX_DEADLINE_HOURS:
-            errors.append(FieldError(f"{prefix}deadline_hours", N_("Enter hours from 1 to 720.")))
-        label_zh, label_en = _text(rule.get("label_zh")), _text(rule.get("label_en"))
-        if not label_zh or not label_en:
-            errors.append(
-                FieldError(f"{prefix}label", N_("Give the rule a short description in both languages."))
-            )
-        clean.append(
-            {
-                "id": rid,
-                "kind": kind,
-                "measure": measure,
-                "at_least": at_least,
-                "severity": severity,
-                "deadline_hours": hours,
-                "label_zh": label_zh[:60],
-                "label_en": label_en[:80],
-                "enabled": bool(rule.get("enabled", True)),
-            }
-        )
-    try:
-        window = int(_text(window_hours))
-    except ValueError:
-        window = 0
+    clean = [_checked_rule(n, rule, seen, errors) for n, rule in enumerate(rules)]
+    window = _whole(window_hours)
     if not 1 <= window <= MAX_WINDOW_HOURS:
         errors.append(FieldError("window_hours", N_("Enter hours from 1 to 720.")))
     if errors:

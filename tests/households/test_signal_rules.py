@@ -49,7 +49,9 @@ def test_the_most_severe_rule_that_fires_decides(facts, expected):
 
 
 def test_no_rule_no_warning_and_switched_off_rules_do_not_fire():
-    rules = WarningRules(rules=[dict(r, enabled=r["kind"] != "job_loss") for r in default_rules().rules], window_hours=72)
+    rules = WarningRules(
+        rules=[dict(r, enabled=r["kind"] != "job_loss") for r in default_rules().rules], window_hours=72
+    )
     assert evaluate(rules, SignalFacts("job_loss", {})) is None
     assert evaluate(WarningRules(rules=[], window_hours=72), SignalFacts("accident", {})) is None
 
@@ -57,10 +59,26 @@ def test_no_rule_no_warning_and_switched_off_rules_do_not_fire():
 def test_a_rule_for_any_kind_and_a_tie_goes_to_the_shorter_deadline():
     rules = WarningRules(
         rules=[
-            {"id": "slow", "kind": "any", "measure": "", "at_least": None, "severity": "high", "deadline_hours": 72,
-             "label_zh": "x", "label_en": "x"},
-            {"id": "fast", "kind": "job_loss", "measure": "", "at_least": None, "severity": "high",
-             "deadline_hours": 24, "label_zh": "x", "label_en": "x"},
+            {
+                "id": "slow",
+                "kind": "any",
+                "measure": "",
+                "at_least": None,
+                "severity": "high",
+                "deadline_hours": 72,
+                "label_zh": "x",
+                "label_en": "x",
+            },
+            {
+                "id": "fast",
+                "kind": "job_loss",
+                "measure": "",
+                "at_least": None,
+                "severity": "high",
+                "deadline_hours": 24,
+                "label_zh": "x",
+                "label_en": "x",
+            },
         ],
         window_hours=72,
     )
@@ -69,11 +87,16 @@ def test_a_rule_for_any_kind_and_a_tie_goes_to_the_shorter_deadline():
 
 
 def test_a_later_signal_raises_severity_and_brings_the_deadline_closer_never_the_reverse():
-    warning = OpenWarning(severity="medium", deadline_at=AT + timedelta(hours=120), rule="hospital_bill", opened_at=AT)
+    warning = OpenWarning(
+        severity="medium", deadline_at=AT + timedelta(hours=120), rule="hospital_bill", opened_at=AT
+    )
     later = AT + timedelta(hours=10)
     raised = merge(warning, Outcome("high", 24, "disaster"), later)
     assert (raised.severity, raised.rule, raised.deadline_at, raised.signal_count) == (
-        "high", "disaster", later + timedelta(hours=24), 2,
+        "high",
+        "disaster",
+        later + timedelta(hours=24),
+        2,
     )
     kept = merge(raised, Outcome("low", 240, "arrears"), later)
     assert (kept.severity, kept.deadline_at, kept.signal_count) == ("high", raised.deadline_at, 3)
@@ -83,9 +106,15 @@ def test_a_later_signal_raises_severity_and_brings_the_deadline_closer_never_the
 
 def test_a_valid_signal_is_cleaned():
     signal = clean_signal(
-        {"event_id": "H-1", "kind": "hospital_bill", "occurred_on": "2025-03-01", "id_number": make_id(date(1950, 1, 2), 11).lower(),
-         "details": {"amount": "56,000", "out_of_pocket_share": "45%"}},
-        today=TODAY, require_event_id=True,
+        {
+            "event_id": "H-1",
+            "kind": "hospital_bill",
+            "occurred_on": "2025-03-01",
+            "id_number": make_id(date(1950, 1, 2), 11).lower(),
+            "details": {"amount": "56,000", "out_of_pocket_share": "45%"},
+        },
+        today=TODAY,
+        require_event_id=True,
     )
     assert signal.details == {"amount": 56000.0, "out_of_pocket_share": 0.45}
     assert signal.id_number.endswith(make_id(date(1950, 1, 2), 11)[-4:])
@@ -103,28 +132,58 @@ def test_each_bad_field_is_named_precisely():
     assert set(errors) == {"event_id", "kind", "occurred_on", "id_number"}
     assert "'flood'" in errors["kind"] and "hospital_bill" in errors["kind"]
     assert "check digit" in errors["id_number"]
-    errors = errors_of({"event_id": "x", "kind": "hospital_bill", "occurred_on": "2025-03-01", "household_code": "A-1",
-                        "details": {"amount": 100, "out_of_pocket_share": 3, "colour": 1}})
+    errors = errors_of(
+        {
+            "event_id": "x",
+            "kind": "hospital_bill",
+            "occurred_on": "2025-03-01",
+            "household_code": "A-1",
+            "details": {"amount": 100, "out_of_pocket_share": 3, "colour": 1},
+        }
+    )
     assert set(errors) == {"details.out_of_pocket_share", "details.colour"}
-    errors = errors_of({"event_id": "x", "kind": "hospital_bill", "occurred_on": "2099-01-01", "household_code": "A-1"})
+    errors = errors_of(
+        {"event_id": "x", "kind": "hospital_bill", "occurred_on": "2099-01-01", "household_code": "A-1"}
+    )
     assert set(errors) == {"occurred_on", "details.amount", "details.out_of_pocket_share"}
     errors = errors_of({"event_id": "bad id with spaces", "kind": "accident", "occurred_on": "2025-03-01"})
     assert set(errors) == {"event_id", "id_number"}
-    assert "18 characters" in errors_of({"event_id": "x", "kind": "accident", "occurred_on": "2025-03-01", "id_number": "12345"})["id_number"]
+    assert (
+        "18 characters"
+        in errors_of(
+            {"event_id": "x", "kind": "accident", "occurred_on": "2025-03-01", "id_number": "12345"}
+        )["id_number"]
+    )
 
 
 def test_an_edited_rule_set_is_checked_field_by_field():
     good = default_rules().rules
     clean, window = validate_rules(good, "48")
     assert window == 48 and len(clean) == len(good)
-    bad = [{"id": "Bad Name", "kind": "flood", "measure": "weight", "severity": "urgent", "deadline_hours": "0"},
-           {"id": "ok", "kind": "accident", "measure": "amount", "at_least": "-1", "severity": "high",
-            "deadline_hours": "24", "label_zh": "事故", "label_en": "Accident"}]
+    bad = [
+        {"id": "Bad Name", "kind": "flood", "measure": "weight", "severity": "urgent", "deadline_hours": "0"},
+        {
+            "id": "ok",
+            "kind": "accident",
+            "measure": "amount",
+            "at_least": "-1",
+            "severity": "high",
+            "deadline_hours": "24",
+            "label_zh": "事故",
+            "label_en": "Accident",
+        },
+    ]
     with pytest.raises(ValidationFailed) as caught:
         validate_rules(bad, "0")
     assert {e.field for e in caught.value.errors} == {
-        "rules-0-id", "rules-0-kind", "rules-0-measure", "rules-0-severity", "rules-0-deadline_hours",
-        "rules-0-label", "rules-1-at_least", "window_hours",
+        "rules-0-id",
+        "rules-0-kind",
+        "rules-0-measure",
+        "rules-0-severity",
+        "rules-0-deadline_hours",
+        "rules-0-label",
+        "rules-1-at_least",
+        "window_hours",
     }
 
 
