@@ -31,6 +31,7 @@ class HouseholdIn(Struct, kw_only=True):
     latitude: float | None = None
     longitude: float | None = None
     members: list[MemberIn] = field(default_factory=list)
+    yearly_income: int | None = None
 
 
 class HouseholdPatch(Struct, kw_only=True):
@@ -45,6 +46,7 @@ class HouseholdPatch(Struct, kw_only=True):
     latitude: float | None = None
     longitude: float | None = None
     steward_id: int | None = None
+    yearly_income: int | None = None
 
 
 class MemberOut(Struct, kw_only=True):
@@ -131,6 +133,7 @@ class HouseholdOut(Struct, kw_only=True):
     members: list[MemberOut]
     history: list[HistoryItem]
     erased: bool
+    yearly_income: int | None = None
 
 
 class OverrideIn(Struct, kw_only=True):
@@ -247,6 +250,7 @@ def household_out(detail: dict[str, Any]) -> HouseholdOut:
             for e in detail["history"]
         ],
         erased=h["erased_at"] is not None,
+        yearly_income=h["yearly_income"],
     )
 
 
