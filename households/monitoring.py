@@ -83,11 +83,6 @@ OUTCOMES: dict[str, str] = {
     "book_services": N_("Book services now"),
     "referral": N_("Refer to another programme"),
 }
-HANDOFF_STATES = {
-    "pending": N_("Being passed on"),
-    "not_available": N_("Recorded only: not carried out, because this installation has no %(service)s yet."),
-    "done": N_("Carried out"),
-}
 # Bookable service categories (the catalog's codes); with the other needs, the visit checklist.
 SERVICE_CATEGORIES: dict[str, str] = {
     "errands": N_("Errands"),

@@ -150,7 +150,7 @@ async def test_the_signal_api_names_each_bad_input_precisely(sender, household):
     assert set(errors[1]) == {"id_number"} and "校验位" in errors[1]["id_number"]
     assert set(errors[3]) == {"event_id"} and "2" in errors[3]["event_id"]  # first at index 2
     first = await Signal.select(Signal.id).where(Signal.event_id == "E-1").first()
-    assert set(errors[4]) == {"event_id"} and f"{first['id']})" in errors[4]["event_id"]
+    assert set(errors[4]) == {"event_id"} and f"编号 {first['id']}" in errors[4]["event_id"]
     assert set(errors[6]) == {"event_id"}
     assert set(errors[7]) == {"details.out_of_pocket_share"}
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (1, 1, 6)
@@ -533,7 +533,7 @@ async def test_credits_and_bookings_are_recorded_but_not_carried_out_without_the
         "",
     )
     page = await client.get(f"/warnings/{warning_id}")
-    assert "尚未" in page.text or "not" in page.text
+    assert "仅作记录" in page.text
 
 
 async def test_credits_and_bookings_are_passed_on_once_an_implementation_is_provided(
