@@ -28,6 +28,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from piccolo.columns.combination import WhereRaw
+
 from households import handoffs, idnumbers, levels
 from households import services as registry
 from households.signals import (
@@ -316,7 +318,7 @@ async def ingest(
             )
         if fresh:
             stored = await Signal.select(Signal.id, Signal.key).where(
-                Signal.key.is_in([i.key for i in fresh])
+                _among(Signal.key, [i.key for i in fresh])
             )
             ids = {row["key"]: row["id"] for row in stored}
             for item in fresh:
@@ -343,6 +345,14 @@ async def ingest(
     return results
 
 
+def _among(column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values`` for long lists: one bound array on PostgreSQL (Piccolo renders each value)."""
+    if db.is_postgres():
+        name = f'"{column._meta.table._meta.tablename}"."{column._meta.db_column_name}"'
+        return WhereRaw(f"{name} = ANY({{}})", list(values))
+    return column.is_in(list(values))
+
+
 def _quote(text: str) -> str:
     return text.replace("'", "''")
 
@@ -358,7 +368,7 @@ async def _match(items: list[_Item]) -> None:
     by_index: dict[str, int] = {}
     for start in range(0, len(indexes), 900):
         rows = await Member.select(Member.id_index, Member.household).where(
-            Member.id_index.is_in(indexes[start : start + 900])
+            _among(Member.id_index, indexes[start : start + 900])
         )
         by_index.update({row["id_index"]: row["household"] for row in rows})
     codes = sorted({item.signal.household_code for item in items if item.signal.household_code})
@@ -382,7 +392,7 @@ async def _drop_repeats(items: list[_Item], results: list[ItemResult]) -> list[_
     keys = [item.key for item in items]
     for start in range(0, len(keys), 900):
         rows = await Signal.select(Signal.id, Signal.key, Signal.content_hash, Signal.id_index).where(
-            Signal.key.is_in(keys[start : start + 900])
+            _among(Signal.key, keys[start : start + 900])
         )
         stored.update({row["key"]: row for row in rows})
     fresh: list[_Item] = []
@@ -485,7 +495,7 @@ async def _open_warnings(household_ids: list[int], since: datetime) -> dict[int,
     rows = (
         await HouseholdWarning.select()
         .where(
-            HouseholdWarning.household.is_in(household_ids)
+            _among(HouseholdWarning.household, household_ids)
             & (HouseholdWarning.status != "closed")
             & (HouseholdWarning.opened_at >= since)
         )
@@ -518,7 +528,7 @@ async def _insert_warnings(new: Mapping[int, _NewWarning], now: datetime) -> dic
     ]
     await db.bulk_insert(HouseholdWarning, rows)
     found = await HouseholdWarning.select(HouseholdWarning.id, HouseholdWarning.first_signal).where(
-        HouseholdWarning.first_signal.is_in([w.first_key for w in new.values()])
+        _among(HouseholdWarning.first_signal, [w.first_key for w in new.values()])
     )
     return {row["first_signal"]: row["id"] for row in found}
 
@@ -618,6 +628,27 @@ def _state(row: Mapping[str, Any]) -> OpenWarning:
 
 
 async def _write_changes(changed: Mapping[int, OpenWarning], now: datetime) -> None:
+    """Write what further signals changed on open warnings (one statement on PostgreSQL)."""
+    if not changed:
+        return
+    if db.is_postgres():
+        ids = list(changed)
+        states = [changed[wid] for wid in ids]
+        # Table and column names are fixed here; every value is bound.
+        await HouseholdWarning.raw(
+            "UPDATE hh_warning AS w SET severity = v.severity, severity_rank = v.rank, rule = v.rule, "
+            "deadline_at = v.deadline, signal_count = v.count, last_signal_at = {} "
+            "FROM unnest({}::int[], {}::text[], {}::int[], {}::text[], {}::timestamptz[], {}::int[]) "
+            "AS v(id, severity, rank, rule, deadline, count) WHERE w.id = v.id",
+            now,
+            ids,
+            [s.severity for s in states],
+            [SEVERITY_RANK[s.severity] for s in states],
+            [s.rule for s in states],
+            [s.deadline_at for s in states],
+            [s.signal_count for s in states],
+        )
+        return
     for wid, state in changed.items():
         await HouseholdWarning.update(
             {
@@ -637,7 +668,7 @@ async def _lock_households(household_ids: list[int]) -> dict[int, dict[str, Any]
         Household.select(
             Household.id, Household.community, Household.steward, Household.yearly_income, Household.level
         )
-        .where(Household.id.is_in(household_ids))
+        .where(_among(Household.id, household_ids))
         .order_by(Household.id)
     )
     if db.is_postgres():
