@@ -803,7 +803,7 @@ async def _warning_page(
     detail = await monitoring.warning_detail(request.user, warning_id)
     context = {
         **detail,
-        "labels": monitoring.labels(),
+        "labels": await monitoring.page_labels(),
         "errors": errors or {},
         "values": values or {},
         "today": clock.local_now().date().isoformat(),

@@ -188,11 +188,12 @@ async def _seed_monitoring(ctx: DemoContext, as_steward: Principal, as_admin: Pr
         .first()
     )
     if handled is not None:
+        services = await monitoring.service_labels(active_only=True)
         visit = {
             "visited_on": clock.local_now().date().isoformat(),
             "met": "孙志强本人",
             "findings": "骑车摔伤左臂，已就医，透析照常；独自生活，需要送餐。",
-            "needs": ["meals", "medical_aid"],
+            "needs": ["medical_aid", *[c for c in ("meals",) if c in services]],
         }
         await monitoring.record_visit(as_steward, handled["id"], visit)
         await monitoring.handle(

@@ -64,7 +64,7 @@ from households.validation import parse_date
 from marketplace import accounts, audit, clock, crypto, db, outbox
 from marketplace.auth import LinkKind, Principal, Role
 from marketplace.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
-from marketplace.i18n import N_, gettext
+from marketplace.i18n import N_, current_locale, gettext
 from marketplace.pagination import Page, paginate
 from marketplace.settings import get_settings
 from marketplace.tables import User, UserLink
@@ -85,20 +85,8 @@ OUTCOMES: dict[str, str] = {
     "book_services": N_("Book services now"),
     "referral": N_("Refer to another programme"),
 }
-# Bookable service categories (the catalog's codes); with the other needs, the visit checklist.
-SERVICE_CATEGORIES: dict[str, str] = {
-    "errands": N_("Errands"),
-    "cleaning": N_("Cleaning"),
-    "medicine": N_("Medicine bought and delivered"),
-    "meals": N_("Meals"),
-    "companionship": N_("Companionship visits"),
-    "hospital_escort": N_("Escort to hospital"),
-    "haircut": N_("Haircut"),
-    "home_repair": N_("Home repair"),
-    "bathing": N_("Help with bathing"),
-}
-NEEDS: dict[str, str] = {
-    **SERVICE_CATEGORIES,
+# Needs a visit may find beside the catalog's services (which are bookable): other programmes' help.
+OTHER_NEEDS: dict[str, str] = {
     "medical_aid": N_("Medical assistance"),
     "temporary_aid": N_("Temporary assistance"),
     "housing": N_("Housing"),
@@ -1564,7 +1552,7 @@ class VisitFields:
 
 
 def visit_fields(
-    data: Mapping[str, Any], *, today: date, opened: date, errors: list[FieldError]
+    data: Mapping[str, Any], *, today: date, opened: date, known_needs: set[str], errors: list[FieldError]
 ) -> VisitFields:
     """Check what a steward wrote about a visit; adds to ``errors`` (plain, no database)."""
     try:
@@ -1582,7 +1570,7 @@ def visit_fields(
         errors.append(FieldError("findings", N_("Write what you found.")))
     raw_needs = data.get("needs") or []
     needs = sorted({str(n) for n in ([raw_needs] if isinstance(raw_needs, str) else raw_needs) if n})
-    if any(n not in NEEDS for n in needs):
+    if any(n not in known_needs for n in needs):
         errors.append(FieldError("needs", N_("Choose needs from the list.")))
     return VisitFields(visited_on or today, met[:100], findings[:4000], needs)
 
@@ -1615,7 +1603,10 @@ async def record_visit(
     _acting(p, warning)
     errors: list[FieldError] = []
     opened = warning["opened_at"].astimezone(clock.local_zone()).date()
-    fields = visit_fields(data, today=clock.local_now().date(), opened=opened, errors=errors)
+    known_needs = set(OTHER_NEEDS) | set(await service_labels())
+    fields = visit_fields(
+        data, today=clock.local_now().date(), opened=opened, known_needs=known_needs, errors=errors
+    )
     existing = await VerificationPhoto.count().where(VerificationPhoto.warning == warning_id)
     kept = checked_photos(photos, existing=existing, errors=errors)
     if errors:
@@ -1727,7 +1718,9 @@ def _choices(raw: Any) -> list[str]:
     return sorted({str(c) for c in ([raw] if isinstance(raw, str) else (raw or [])) if c})
 
 
-def _level_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+def _level_detail(
+    data: Mapping[str, Any], today: date, errors: list[FieldError], services: set[str]
+) -> dict[str, Any]:
     level = _int(data.get("level"))
     if level not in levels.LEVELS:
         errors.append(FieldError("level", N_("Choose level 1, 2 or 3.")))
@@ -1743,7 +1736,9 @@ def _level_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]
     return {"level": level, "until": until.isoformat() if until else None}
 
 
-def _credits_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+def _credits_detail(
+    data: Mapping[str, Any], today: date, errors: list[FieldError], services: set[str]
+) -> dict[str, Any]:
     credits = _int(data.get("credits"))
     if not 1 <= credits <= MAX_CREDITS:
         errors.append(FieldError("credits", N_("Enter a number of credits from 1 to 1,000.")))
@@ -1759,9 +1754,11 @@ def _credits_detail(data: Mapping[str, Any], today: date, errors: list[FieldErro
     return {"credits": credits, "valid_until": until.isoformat() if until else None}
 
 
-def _booking_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+def _booking_detail(
+    data: Mapping[str, Any], today: date, errors: list[FieldError], services: set[str]
+) -> dict[str, Any]:
     categories = _choices(data.get("categories"))
-    if not categories or any(c not in SERVICE_CATEGORIES for c in categories):
+    if not categories or any(c not in services for c in categories):
         errors.append(FieldError("categories", N_("Choose at least one service.")))
     wanted = _day(
         data.get("wanted_on"),
@@ -1774,7 +1771,9 @@ def _booking_detail(data: Mapping[str, Any], today: date, errors: list[FieldErro
     return {"categories": categories, "wanted_on": wanted.isoformat() if wanted else None}
 
 
-def _referral_detail(data: Mapping[str, Any], today: date, errors: list[FieldError]) -> dict[str, Any]:
+def _referral_detail(
+    data: Mapping[str, Any], today: date, errors: list[FieldError], services: set[str]
+) -> dict[str, Any]:
     programme = str(data.get("programme") or "").strip()
     if len(programme) < 2:
         errors.append(FieldError("programme", N_("Name the programme the household is referred to.")))
@@ -1789,7 +1788,9 @@ _DETAILS = {
 }
 
 
-def handling_decision(outcome: str, data: Mapping[str, Any], *, today: date) -> dict[str, Any]:
+def handling_decision(
+    outcome: str, data: Mapping[str, Any], *, today: date, services: set[str]
+) -> dict[str, Any]:
     """Check a handling decision's fields; returns the detail to store (plain, no database)."""
     if outcome not in OUTCOMES:
         raise ValidationFailed.field("outcome", N_("Choose what is done."))
@@ -1797,7 +1798,7 @@ def handling_decision(outcome: str, data: Mapping[str, Any], *, today: date) -> 
     note = str(data.get("note") or "").strip()
     detail: dict[str, Any] = {"note": note[:2000]}
     if outcome in _DETAILS:
-        detail.update(_DETAILS[outcome](data, today, errors))
+        detail.update(_DETAILS[outcome](data, today, errors, services))
     if len(note) < MIN_TEXT:
         errors.append(FieldError("note", N_("Write why, in a sentence: it goes to the record.")))
     if errors:
@@ -1817,7 +1818,8 @@ async def handle(p: Principal, warning_id: int, data: Mapping[str, Any]) -> None
     if warning["status"] != "verified":
         raise Conflict(N_("Record the home visit first; then decide what is done."))
     outcome = str(data.get("outcome") or "")
-    detail = handling_decision(outcome, data, today=clock.local_now().date())
+    services = set(await service_labels(active_only=True))
+    detail = handling_decision(outcome, data, today=clock.local_now().date(), services=services)
     from households import tasks
 
     now = clock.now()
@@ -2042,6 +2044,24 @@ async def _steward_or_none(raw: Any, field_name: str) -> int | None:
     return user_id
 
 
+async def service_labels(*, active_only: bool = False) -> dict[str, str]:
+    """The catalog's service categories, code → name in the reader's language (bookable when active)."""
+    from marketplace import catalog_services
+
+    zh = current_locale.get().startswith("zh")
+    rows = await catalog_services.all_categories(active_only=active_only)
+    return {row["code"]: row["name_zh"] if zh else row["name_en"] for row in rows}
+
+
+async def page_labels() -> dict[str, dict[str, str]]:
+    """:func:`labels` with the catalog's services, and the needs a visit may find (services first)."""
+    found = labels()
+    services = await service_labels()
+    found["services"] = services
+    found["needs"] = {**services, **found["needs"]}
+    return found
+
+
 def labels() -> dict[str, dict[str, str]]:
     """Code → label of the coded values the warning pages show, in the reader's language."""
     return {
@@ -2049,8 +2069,7 @@ def labels() -> dict[str, dict[str, str]]:
         "severities": {code: gettext(label) for code, label in _severity_labels().items()},
         "statuses": {code: gettext(label) for code, label in STATUSES.items()},
         "outcomes": {code: gettext(label) for code, label in OUTCOMES.items()},
-        "needs": {code: gettext(label) for code, label in NEEDS.items()},
-        "services": {code: gettext(label) for code, label in SERVICE_CATEGORIES.items()},
+        "needs": {code: gettext(label) for code, label in OTHER_NEEDS.items()},
         "events": {code: gettext(label) for code, label in EVENT_KINDS.items()},
         "sources": {code: gettext(label) for code, label in SOURCES.items()},
         "assigned_via": {code: gettext(label) for code, label in ASSIGNED_VIA.items()},

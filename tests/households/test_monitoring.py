@@ -26,6 +26,7 @@ from households.tables import (
 from marketplace import accounts, clock, outbox
 from marketplace.tables import AuditEvent
 from notifications.tables import InboxItem, Notification
+from tests.catalog_data import seed_catalog
 from tests.conftest import run_jobs
 from tests.helpers import make_id
 from tests.households.conftest import ADMIN, member_data
@@ -350,6 +351,7 @@ def visit_form(**extra) -> dict:
 @pytest.fixture
 async def verified(sender, household, community, steward):
     """A warning whose home visit is recorded; returns (steward client, warning id)."""
+    await seed_catalog()  # the services a visit finds needed and a steward books
     clock.freeze(NOON)
     client, _ = await steward(community)
     await send(sender, signal("A-1"))
