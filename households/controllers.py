@@ -9,12 +9,13 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import File, Redirect, Template
 from msgspec import structs
 
-from households import importer, services
+from households import activation, importer, monitoring, services
 from households.schemas import (
     EraseIn,
+    FieldErrorOut,
     HouseholdIn,
     HouseholdOut,
     HouseholdPage,
@@ -29,12 +30,22 @@ from households.schemas import (
     ProxyIn,
     ProxyOut,
     ReasonIn,
+    SignalBatchIn,
+    SignalBatchOut,
+    SignalResultOut,
+    WarningPage,
     household_out,
     job_out,
     summary_out,
+    warning_summary,
 )
+from households.signals import KINDS, MEASURES, SEVERITIES
+from marketplace import accounts, audit, clock
 from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError
+from marketplace.i18n import gettext as _
+from marketplace.middleware import session_cookie_name
+from marketplace.settings import get_settings
 
 Upload = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 STAFF = [requires(Role.STEWARD, Role.ADMIN)]
@@ -121,7 +132,10 @@ class HouseholdPages(Controller):
     async def show(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
         detail = await services.household_detail(request.user, household_id)
         options = await services.form_options(request.user)
-        return Template("households/detail.html", context={**detail, **options, "errors": {}, "values": {}})
+        warnings = await _warnings_of(request, household_id)
+        return Template(
+            "households/detail.html", context={**detail, **options, **warnings, "errors": {}, "values": {}}
+        )
 
     @get("/{household_id:int}/edit")
     async def edit(self, request: Request[Any, Any, Any], household_id: FromPath[int]) -> Template:
@@ -228,7 +242,8 @@ class HouseholdPages(Controller):
     ) -> Template:
         detail = await services.household_detail(request.user, household_id)
         options = await services.form_options(request.user)
-        context = {**detail, **options, "errors": errors_of(exc), "values": data}
+        warnings = await _warnings_of(request, household_id)
+        context = {**detail, **options, **warnings, "errors": errors_of(exc), "values": data}
         return Template("households/detail.html", context=context, status_code=exc.status)
 
     @get("/{household_id:int}/override")
@@ -374,6 +389,12 @@ class HouseholdPages(Controller):
         return Redirect(f"/households/{household_id}")
 
 
+async def _warnings_of(request: Request[Any, Any, Any], household_id: int) -> dict[str, Any]:
+    """The household page's warnings section."""
+    warnings = await monitoring.household_warnings(request.user, household_id)
+    return {"warnings": warnings, "warning_labels": monitoring.labels()}
+
+
 def _json_download(body: Any, filename: str) -> Response[Any]:
     return Response(
         json.dumps(body, ensure_ascii=False, indent=2, default=str),
@@ -438,6 +459,58 @@ class ImportPages(Controller):
     async def apply(self, request: Request[Any, Any, Any], job_id: FromPath[int]) -> Redirect:
         real = await importer.apply(request.user, job_id)
         return Redirect(f"/households/import/{real}")
+
+
+class ActivationPages(Controller):
+    """A member whose phone is on record activates their account with a code sent to it."""
+
+    path = "/activate"
+    include_in_schema = False
+
+    @get("")
+    async def start(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        if request.scope.get("user") is not None:
+            return Redirect("/")
+        return Template("households/activate.html", context={"phone": "", "errors": {}})
+
+    @post("", status_code=200)
+    async def send(self, request: Request[Any, Any, Any]) -> Template:
+        data = await form_data(request)
+        try:
+            phone = await activation.request_code(data.get("phone") or "")
+        except DomainError as exc:
+            context = {"phone": data.get("phone") or "", "errors": errors_of(exc)}
+            return Template("households/activate.html", context=context, status_code=exc.status)
+        return Template("households/activate_code.html", context={"phone": phone, "errors": {}})
+
+    @post("/code", status_code=200)
+    async def confirm(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        phone = accounts.normalise_phone(data.get("phone") or "")
+        try:
+            user_id = await activation.activate(
+                phone, data.get("code") or "", data.get("password") or "", data.get("password_again") or ""
+            )
+        except DomainError as exc:
+            context = {"phone": phone, "errors": errors_of(exc)}
+            return Template("households/activate_code.html", context=context, status_code=exc.status)
+        return await _logged_in_redirect(request, user_id, "/my/household?welcome=1")
+
+
+async def _logged_in_redirect(request: Request[Any, Any, Any], user_id: int, target: str) -> Redirect:
+    """Start a session for a just-activated account, as a login does."""
+    old = request.scope.get("state", {}).get("session_token")
+    if old:
+        await accounts.end_session(old)
+    token = await accounts.start_session(user_id)
+    await audit.record("login", user_id=user_id, via="activation")
+    settings = get_settings()
+    response = Redirect(target)
+    response.set_cookie(
+        session_cookie_name(), token, httponly=True, secure=settings.https, samesite="lax", path="/",
+        max_age=settings.session_max_hours * 3600,
+    )  # fmt: skip
+    return response
 
 
 class MyHousehold(Controller):
@@ -709,4 +782,442 @@ class ImportApi(Controller):
         return job_out(await importer.job_for(request.user, real))
 
 
-ROUTES: list[Any] = [HouseholdPages, ImportPages, MyHousehold, NeedLevelAdmin, HouseholdApi, ImportApi]
+# -- monitoring → warning → verification → handling -------------------------------------------------
+
+
+def _queue_filters(
+    status: str | None, severity: str | None, mine: bool, overdue: bool
+) -> monitoring.QueueFilters:
+    return monitoring.QueueFilters(status=status or "", severity=severity or "", mine=mine, overdue=overdue)
+
+
+async def _warning_page(
+    request: Request[Any, Any, Any],
+    warning_id: int,
+    template: str,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Template:
+    detail = await monitoring.warning_detail(request.user, warning_id)
+    context = {
+        **detail,
+        "labels": await monitoring.page_labels(),
+        "errors": errors or {},
+        "values": values or {},
+        "today": clock.local_now().date().isoformat(),
+        "levels": [1, 2, 3],
+    }
+    return Template(template, context=context, status_code=status_code)
+
+
+class WarningPages(Controller):
+    """The steward's warning queue, a warning with its signals and household, the visit and the decision."""
+
+    path = "/warnings"
+    guards = [requires(Role.STEWARD, Role.ADMIN)]
+    include_in_schema = False
+
+    @get("")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        status: FromQuery[str | None] = None,
+        severity: FromQuery[str | None] = None,
+        mine: FromQuery[bool] = False,
+        overdue: FromQuery[bool] = False,
+    ) -> Template:
+        filters = _queue_filters(status, severity, mine, overdue)
+        warnings = await monitoring.queue(request.user, filters, page, PER_PAGE)
+        context = {"warnings": warnings, "f": filters, "labels": monitoring.labels()}
+        return Template("households/warnings.html", context=context)
+
+    @get("/{warning_id:int}")
+    async def show(self, request: Request[Any, Any, Any], warning_id: FromPath[int]) -> Template:
+        return await _warning_page(request, warning_id, "households/warning.html")
+
+    @get("/{warning_id:int}/visit")
+    async def visit_form(self, request: Request[Any, Any, Any], warning_id: FromPath[int]) -> Template:
+        return await _warning_page(request, warning_id, "households/warning_visit.html")
+
+    @post("/{warning_id:int}/visit", status_code=200)
+    async def visit(self, request: Request[Any, Any, Any], warning_id: FromPath[int]) -> Template | Redirect:
+        form = await request.form()
+        data: dict[str, Any] = {key: form.get(key) for key in form}
+        data["needs"] = form.getall("needs") if "needs" in form else []
+        photos = [
+            monitoring.Photo(await upload.read(), upload.filename or "")
+            for upload in (form.getall("photos") if "photos" in form else [])
+            if isinstance(upload, UploadFile)
+        ]
+        try:
+            await monitoring.record_visit(request.user, warning_id, data, photos)
+        except DomainError as exc:
+            data.pop("photos", None)
+            return await _warning_page(
+                request,
+                warning_id,
+                "households/warning_visit.html",
+                errors=errors_of(exc),
+                values=data,
+                status_code=exc.status,
+            )
+        return Redirect(f"/warnings/{warning_id}")
+
+    @get("/{warning_id:int}/handle")
+    async def handle_form(self, request: Request[Any, Any, Any], warning_id: FromPath[int]) -> Template:
+        return await _warning_page(request, warning_id, "households/warning_handle.html")
+
+    @post("/{warning_id:int}/handle", status_code=200)
+    async def handle(self, request: Request[Any, Any, Any], warning_id: FromPath[int]) -> Template | Redirect:
+        form = await request.form()
+        data: dict[str, Any] = {key: form.get(key) for key in form}
+        data["categories"] = form.getall("categories") if "categories" in form else []
+        try:
+            await monitoring.handle(request.user, warning_id, data)
+        except DomainError as exc:
+            return await _warning_page(
+                request,
+                warning_id,
+                "households/warning_handle.html",
+                errors=errors_of(exc),
+                values=data,
+                status_code=exc.status,
+            )
+        return Redirect(f"/warnings/{warning_id}")
+
+    @post("/{warning_id:int}/reassign", status_code=200)
+    async def reassign(
+        self, request: Request[Any, Any, Any], warning_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await monitoring.reassign(request.user, warning_id, user_id=data.get("user_id"))
+        except DomainError as exc:
+            return await _warning_page(
+                request, warning_id, "households/warning.html", errors=errors_of(exc), status_code=exc.status
+            )
+        return Redirect(f"/warnings/{warning_id}")
+
+    @get("/{warning_id:int}/photos/{photo_id:int}")
+    async def photo(
+        self, request: Request[Any, Any, Any], warning_id: FromPath[int], photo_id: FromPath[int]
+    ) -> File:
+        path, content_type = await monitoring.photo(request.user, warning_id, photo_id)
+        return File(
+            path,
+            media_type=content_type,
+            content_disposition_type="inline",
+            headers={"cache-control": "private, no-store"},
+        )
+
+
+class SignalPages(Controller):
+    """A steward reports a signal by hand; reviewers deal with signals that matched nobody."""
+
+    path = "/signals"
+    guards = [requires(Role.STEWARD, Role.ADMIN)]
+    include_in_schema = False
+
+    @get("/new")
+    async def new(self, household: FromQuery[str | None] = None) -> Template:
+        values = {"household_code": household or "", "occurred_on": clock.local_now().date().isoformat()}
+        return Template("households/signal_form.html", context=_signal_form(values, {}))
+
+    @post("/new", status_code=200)
+    async def report(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            signal_id, warning_id = await monitoring.report_signal(request.user, data)
+        except DomainError as exc:
+            data.pop("id_number", None)  # never echo an ID number back into a page
+            return Template(
+                "households/signal_form.html",
+                context=_signal_form(data, errors_of(exc)),
+                status_code=exc.status,
+            )
+        if warning_id is not None:
+            return Redirect(f"/warnings/{warning_id}?reported={signal_id}")
+        return Redirect(f"/signals/new?reported={signal_id}")
+
+    @get("/review")
+    async def review(
+        self, request: Request[Any, Any, Any], page: Annotated[int, QueryParameter(ge=1)] = 1
+    ) -> Template:
+        signals = await monitoring.unmatched(request.user, page)
+        return Template(
+            "households/signals_review.html", context={"signals": signals, "labels": monitoring.labels()}
+        )
+
+    @post("/review/rematch", status_code=200)
+    async def rematch(self, request: Request[Any, Any, Any]) -> Redirect:
+        matched = await monitoring.rematch(request.user)
+        return Redirect(f"/signals/review?matched={matched}")
+
+    @get("/{signal_id:int}")
+    async def show(self, request: Request[Any, Any, Any], signal_id: FromPath[int]) -> Template:
+        return await self._review_page(request, signal_id, {}, {})
+
+    async def _review_page(
+        self,
+        request: Request[Any, Any, Any],
+        signal_id: int,
+        errors: dict[str, str],
+        values: dict[str, Any],
+        status_code: int = 200,
+    ) -> Template:
+        signal = await monitoring.signal_for_review(request.user, signal_id)
+        options = await services.form_options(request.user)
+        context = {
+            **options,
+            "signal": signal,
+            "labels": monitoring.labels(),
+            "errors": errors,
+            "values": values,
+        }
+        return Template("households/signal_review.html", context=context, status_code=status_code)
+
+    @post("/{signal_id:int}/match", status_code=200)
+    async def match(self, request: Request[Any, Any, Any], signal_id: FromPath[int]) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            warning_id = await monitoring.match_signal(
+                request.user, signal_id, household_code=data.get("household_code") or ""
+            )
+        except DomainError as exc:
+            return await self._review_page(request, signal_id, errors_of(exc), data, exc.status)
+        return Redirect(f"/warnings/{warning_id}" if warning_id else "/signals/review")
+
+    @post("/{signal_id:int}/candidate", status_code=200)
+    async def candidate(
+        self, request: Request[Any, Any, Any], signal_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            household_id = await monitoring.create_candidate(request.user, signal_id, data)
+        except DomainError as exc:
+            return await self._review_page(request, signal_id, errors_of(exc), data, exc.status)
+        return Redirect(f"/households/{household_id}")
+
+    @post("/{signal_id:int}/dismiss", status_code=200)
+    async def dismiss(self, request: Request[Any, Any, Any], signal_id: FromPath[int]) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await monitoring.dismiss_signal(request.user, signal_id, reason=data.get("reason") or "")
+        except DomainError as exc:
+            return await self._review_page(request, signal_id, errors_of(exc), data, exc.status)
+        return Redirect("/signals/review")
+
+
+def _signal_form(values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    return {"values": values, "errors": errors, "kinds": KINDS, "labels": monitoring.labels()}
+
+
+class MonitoringAdmin(Controller):
+    """Administrators: the overview, the warning rules (with history), signal files, duty and supervisors."""
+
+    path = "/admin"
+    guards = [requires(Role.ADMIN)]
+    include_in_schema = False
+
+    @get("/warnings")
+    async def overview(self, request: Request[Any, Any, Any]) -> Template:
+        figures = await monitoring.overview(request.user)
+        return Template(
+            "households/admin_warnings.html", context={"o": figures, "labels": monitoring.labels()}
+        )
+
+    @get("/warning-rules")
+    async def rules(self) -> Template:
+        return Template("households/admin_warning_rules.html", context=await warning_rules_page())
+
+    @post("/warning-rules", status_code=200)
+    async def save_rules(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        form = await request.form()
+        rules, window, note = warning_rules_from_form(form)
+        try:
+            await monitoring.save_rules(request.user, rules=rules, window_hours=window, note=note)
+        except DomainError as exc:
+            context = await warning_rules_page(rules=rules, window_hours=window, note=note)
+            return Template(
+                "households/admin_warning_rules.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect("/admin/warning-rules?saved=1")
+
+    @get("/signals/upload")
+    async def upload_form(self) -> Template:
+        return Template("households/admin_signal_upload.html", context={"report": None, "errors": {}})
+
+    @post("/signals/upload", status_code=200)
+    async def upload(self, request: Request[Any, Any, Any], data: Upload) -> Template:
+        upload = data.get("file")
+        content = await upload.read() if isinstance(upload, UploadFile) else b""
+        try:
+            report = await monitoring.upload_csv(request.user, content)
+        except DomainError as exc:
+            return Template(
+                "households/admin_signal_upload.html",
+                context={"report": None, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Template("households/admin_signal_upload.html", context={"report": report, "errors": {}})
+
+    @get("/signals/template.csv")
+    async def template(self) -> Response[bytes]:
+        return Response(
+            monitoring.csv_template(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="signals-template.csv"'},
+        )
+
+    @get("/duty")
+    async def duty(self, request: Request[Any, Any, Any]) -> Template:
+        context = await monitoring.duty_page(request.user)
+        return Template("households/admin_duty.html", context={**context, "errors": {}})
+
+    @post("/duty/streets/{street_id:int}", status_code=200)
+    async def set_supervisor(
+        self, request: Request[Any, Any, Any], street_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await monitoring.set_supervisor(request.user, street_id, data.get("supervisor"))
+        except DomainError as exc:
+            context = await monitoring.duty_page(request.user)
+            return Template(
+                "households/admin_duty.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect(f"/admin/duty#street-{street_id}")
+
+    @post("/duty/communities/{community_id:int}", status_code=200)
+    async def set_duty(
+        self, request: Request[Any, Any, Any], community_id: FromPath[int]
+    ) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            await monitoring.set_duty_steward(request.user, community_id, data.get("duty_steward"))
+        except DomainError as exc:
+            context = await monitoring.duty_page(request.user)
+            return Template(
+                "households/admin_duty.html",
+                context={**context, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect(f"/admin/duty#community-{community_id}")
+
+
+BLANK_WARNING_RULES = 2
+
+
+def warning_rules_from_form(form: Any) -> tuple[list[dict[str, Any]], str, str]:
+    """The rules editor's rows (``rules-<n>-<part>``) as rule dicts; empty new rows are skipped."""
+    rules, _, note = services.rules_from_form(form)
+    return rules, str(form.get("window_hours") or ""), note
+
+
+async def warning_rules_page(
+    *, rules: list[dict[str, Any]] | None = None, window_hours: Any = None, note: str = ""
+) -> dict[str, Any]:
+    current = await monitoring.current_rules()
+    shown = rules if rules is not None else [dict(r) for r in current.rules]
+    return {
+        "rules": shown + [{"new": True, "enabled": True} for _ in range(BLANK_WARNING_RULES)],
+        "window_hours": window_hours if window_hours is not None else current.window_hours,
+        "note": note,
+        "version": current.version,
+        "history": await monitoring.rule_history(),
+        "kinds": [("any", _("Any kind")), *[(code, _(k.label)) for code, k in KINDS.items()]],
+        "measures": [(code, _(label)) for code, label in MEASURES.items()],
+        "severities": [(code, _(label)) for code, label in SEVERITIES.items()],
+        "errors": {},
+    }
+
+
+class SignalApi(Controller):
+    """Signals from other departments' systems: an integration token with the ``signals:write`` scope."""
+
+    path = "/api/v1/signals"
+    tags = ["monitoring"]
+    guards = [requires(scope="signals:write")]
+
+    @post("", summary="Send signals (1 to 1,000 per request)", status_code=200)
+    async def receive(self, request: Request[Any, Any, Any], data: JSONBody[SignalBatchIn]) -> SignalBatchOut:
+        """Each signal is checked alone and answered in ``results`` in the order sent: ``accepted``,
+        ``duplicate`` (this event id was stored before with the same content) or ``rejected`` with
+        the fields at fault.  Whether a person is on the registry is never said."""
+        items = [structs.asdict(item) for item in data.signals]
+        results = await monitoring.ingest(
+            items, source="api", sender=f"c{request.user.client_id}", principal=request.user
+        )
+        return SignalBatchOut(
+            accepted=sum(r.status == "accepted" for r in results),
+            duplicate=sum(r.status == "duplicate" for r in results),
+            rejected=sum(r.status == "rejected" for r in results),
+            results=[
+                SignalResultOut(
+                    index=r.index,
+                    event_id=r.event_id,
+                    status=r.status,
+                    signal_id=r.signal_id,
+                    errors=[FieldErrorOut(field=e.field, message=e.text()) for e in r.errors],
+                )
+                for r in results
+            ],
+        )
+
+
+class WarningApi(Controller):
+    """The warning queue of the caller's communities, as JSON."""
+
+    path = "/api/v1/warnings"
+    tags = ["monitoring"]
+    guards = STAFF
+
+    @get("", summary="List warnings")
+    async def list_warnings(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=200)] = PER_PAGE,
+        status: Annotated[
+            str | None, QueryParameter(description="open, verified or closed; none: not closed")
+        ] = None,
+        severity: Annotated[str | None, QueryParameter(description="high, medium or low")] = None,
+        mine: FromQuery[bool] = False,
+        overdue: FromQuery[bool] = False,
+    ) -> WarningPage:
+        """The most pressing first: by deadline, then severity."""
+        result = await monitoring.queue(
+            request.user, _queue_filters(status, severity, mine, overdue), page, per_page
+        )
+        return WarningPage(
+            items=[warning_summary(row) for row in result.items],
+            page=result.page,
+            per_page=result.per_page,
+            total=result.total,
+            pages=result.pages,
+        )
+
+
+ROUTES: list[Any] = [
+    HouseholdPages,
+    ImportPages,
+    ActivationPages,
+    MyHousehold,
+    NeedLevelAdmin,
+    HouseholdApi,
+    ImportApi,
+    WarningPages,
+    SignalPages,
+    MonitoringAdmin,
+    SignalApi,
+    WarningApi,
+]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
 
 
 class MemberIn(Struct, kw_only=True):
@@ -31,6 +31,7 @@ class HouseholdIn(Struct, kw_only=True):
     latitude: float | None = None
     longitude: float | None = None
     members: list[MemberIn] = field(default_factory=list)
+    yearly_income: int | None = None
 
 
 class HouseholdPatch(Struct, kw_only=True):
@@ -45,6 +46,7 @@ class HouseholdPatch(Struct, kw_only=True):
     latitude: float | None = None
     longitude: float | None = None
     steward_id: int | None = None
+    yearly_income: int | None = None
 
 
 class MemberOut(Struct, kw_only=True):
@@ -131,6 +133,7 @@ class HouseholdOut(Struct, kw_only=True):
     members: list[MemberOut]
     history: list[HistoryItem]
     erased: bool
+    yearly_income: int | None = None
 
 
 class OverrideIn(Struct, kw_only=True):
@@ -247,6 +250,7 @@ def household_out(detail: dict[str, Any]) -> HouseholdOut:
             for e in detail["history"]
         ],
         erased=h["erased_at"] is not None,
+        yearly_income=h["yearly_income"],
     )
 
 
@@ -283,4 +287,105 @@ def job_out(job: dict[str, Any]) -> ImportJobOut:
         errors=job["error_count"],
         created_at=job["created_at"],
         finished_at=job["finished_at"],
+    )
+
+
+# -- signals and warnings ------------------------------------------------------------------------
+
+
+class SignalIn(Struct, kw_only=True):
+    """One signal from another department's system."""
+
+    event_id: Annotated[str, Meta(description="Your own id of this event: a resend is recognised")] = ""
+    kind: Annotated[
+        str,
+        Meta(
+            description="hospital_bill, accident, disaster, job_loss, earner_death_or_illness, "
+            "utility_arrears or school_dropout"
+        ),
+    ] = ""
+    occurred_on: Annotated[str, Meta(description="The day it happened, YYYY-MM-DD")] = ""
+    id_number: Annotated[str | None, Meta(description="The person's 18-character ID number")] = None
+    household_code: Annotated[str | None, Meta(description="Or the household's registry code")] = None
+    person_name: str | None = None
+    community_code: Annotated[str | None, Meta(description="Where the person lives, if known")] = None
+    details: Annotated[
+        dict[str, Any],
+        Meta(
+            description="Figures of the kind: hospital_bill needs amount (yuan) and out_of_pocket_share "
+            "(0 to 1); disaster may give loss (yuan); utility_arrears may give amount (yuan) and months"
+        ),
+    ] = field(default_factory=dict)
+    note: str | None = None
+
+
+class SignalBatchIn(Struct, kw_only=True):
+    signals: Annotated[list[SignalIn], Meta(description="1 to 1,000 signals")]
+
+
+class FieldErrorOut(Struct, kw_only=True):
+    field: str
+    message: str
+
+
+class SignalResultOut(Struct, kw_only=True):
+    index: int
+    event_id: str
+    status: Annotated[str, Meta(description="accepted, duplicate (stored before, same content) or rejected")]
+    signal_id: int | None
+    errors: list[FieldErrorOut]
+
+
+class SignalBatchOut(Struct, kw_only=True):
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[SignalResultOut]
+
+
+class WarningSummary(Struct, kw_only=True):
+    id: int
+    number: str
+    household_id: int
+    household_code: str
+    community_name: str
+    kind: str
+    severity: str
+    status: str
+    signal_count: int
+    opened_at: datetime
+    deadline_at: datetime
+    overdue: bool
+    assigned_to: int | None
+    escalated_at: datetime | None
+    closed_at: datetime | None
+    outcome: str
+
+
+class WarningPage(Struct, kw_only=True):
+    items: list[WarningSummary]
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+def warning_summary(row: dict[str, Any]) -> WarningSummary:
+    return WarningSummary(
+        id=row["id"],
+        number=row["number"],
+        household_id=row["household"],
+        household_code=row["household_code"],
+        community_name=row["community_name"],
+        kind=row["kind"],
+        severity=row["severity"],
+        status=row["status"],
+        signal_count=row["signal_count"],
+        opened_at=row["opened_at"],
+        deadline_at=row["deadline_at"],
+        overdue=row["overdue"],
+        assigned_to=row["assigned_to"],
+        escalated_at=row["escalated_at"],
+        closed_at=row["closed_at"],
+        outcome=row["outcome"],
     )

@@ -35,6 +35,7 @@ from households.validation import (
     household_fields,
     member_fields,
     parse_date,
+    yearly_income,
 )
 from marketplace import accounts, audit, clock, crypto, db, outbox
 from marketplace.auth import LinkKind, Principal, Role
@@ -67,6 +68,7 @@ EVENT_LABELS = {
     "consent_recorded": N_("Consent recorded"),
     "proxy_linked": N_("Family account linked"),
     "proxy_unlinked": N_("Family account unlinked"),
+    "account_activated": N_("Resident account activated"),
     "erased": N_("Personal data erased"),
 }
 MAX_OVERRIDE_DAYS = 366
@@ -760,13 +762,18 @@ async def create_household(
         clean_members.append(member)
     if fields is not None and await Household.exists().where(Household.code == fields.code):
         errors.append(FieldError("code", N_("A household with this code is already registered.")))
+    income = yearly_income(data.get("yearly_income"), errors)
     if errors or fields is None:
         raise ValidationFailed(errors=errors)
     now = clock.now()
     async with db.atomic():
         values = {column._meta.name: value for column, value in _household_values(fields).items()}
         household = Household(
-            **values, steward=p.user_id if p.role == Role.STEWARD else None, created_at=now, updated_at=now
+            **values,
+            yearly_income=income,
+            steward=p.user_id if p.role == Role.STEWARD else None,
+            created_at=now,
+            updated_at=now,
         )
         await Household.insert(household)
         await Member.insert(*[_member_row(household.id, m) for m in clean_members])
@@ -793,6 +800,12 @@ async def update_household(p: Principal, household_id: int, data: Mapping[str, A
     ):
         raise ValidationFailed.field("code", N_("A household with this code is already registered."))
     values = _household_values(fields)
+    if "yearly_income" in data:
+        # Only where the form or API gives it: imports do not carry the income and must not clear it.
+        errors: list[FieldError] = []
+        values[Household.yearly_income] = yearly_income(data.get("yearly_income"), errors)
+        if errors:
+            raise ValidationFailed(errors=errors)
     changed = [column._meta.name for column, value in values.items() if household[column._meta.name] != value]
     steward_id = data.get("steward_id")
     if steward_id not in (None, ""):
@@ -1252,6 +1265,7 @@ def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
         "category": h["category"],
         "groups": h["groups"],
         "status": h["status"],
+        "yearly_income": "" if h["yearly_income"] is None else str(h["yearly_income"]),
         "latitude": "" if h["latitude"] is None else str(h["latitude"]),
         "longitude": "" if h["longitude"] is None else str(h["longitude"]),
         "steward_id": "" if h["steward"] is None else str(h["steward"]),

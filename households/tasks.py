@@ -1,4 +1,4 @@
-"""Actors of `households`: level-change announcements, override expiry, rescoring and imports."""
+"""Actors of `households`: level changes, override expiry, rescoring, imports, activation, warnings."""
 
 from __future__ import annotations
 
@@ -96,3 +96,46 @@ async def forget_import_files(slot: str) -> None:
     from households import importer
 
     await importer.forget_stale_files()
+
+
+@task(queue="households", priority=-10)
+async def send_activation_code(challenge_id: int) -> None:
+    """Send an activation code by SMS if the phone may activate an account (codes skip the line)."""
+    from households import activation
+
+    await activation.send_code(challenge_id)
+
+
+@periodic(every(3600))
+@task(queue="households")
+async def forget_activation_challenges(slot: str) -> None:
+    """Delete activation challenges a day old (they hold the phone numbers people typed)."""
+    from households import activation
+
+    await activation.forget_old_challenges()
+
+
+@task(queue="warnings", priority=-5)
+async def notify_assigned(warning_ids: list[int]) -> None:
+    """Tell the stewards their new warnings at once (notify's dedupe key makes a rerun harmless)."""
+    from households import monitoring
+
+    await monitoring.notify_assigned(warning_ids)
+
+
+@periodic(every(60))
+@task(queue="warnings")
+async def escalate_overdue(slot: str) -> None:
+    """Escalate warnings not verified by their deadline to the street's supervisor (every minute)."""
+    from households import monitoring
+
+    while await monitoring.escalate_overdue() >= monitoring.ESCALATE_BATCH:
+        pass
+
+
+@task(queue="warnings")
+async def hand_off(warning_id: int) -> None:
+    """Pass a decision on temporary credits or services booked now to the orders package."""
+    from households import monitoring
+
+    await monitoring.hand_off(warning_id)

@@ -22,6 +22,7 @@ STATUSES: dict[str, str] = {
     "active": N_("On the registry"),
     "suspended": N_("Suspended"),
     "exited": N_("Exited the programme"),
+    "candidate": N_("Candidate: found by monitoring, not yet assessed"),
 }
 RELATIONS: dict[str, str] = {
     "head": N_("Head of household"),
@@ -229,6 +230,26 @@ def household_fields(
     if errors:
         raise ValidationFailed(errors=errors)
     return HouseholdFields(code, community_id, address, phone, category, groups, status, latitude, longitude)
+
+
+MAX_YEARLY_INCOME = 10_000_000
+
+
+def yearly_income(raw: Any, errors: list[FieldError]) -> int | None:
+    """The household's yearly income in whole yuan, or None when not given."""
+    text = str(raw if raw is not None else "").strip().replace(",", "").replace("，", "")
+    if not text:
+        return None
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_YEARLY_INCOME:
+        errors.append(
+            FieldError("yearly_income", N_("Enter the yearly income in whole yuan, or leave it empty."))
+        )
+        return None
+    return value
 
 
 def _id_birth_sex(

@@ -55,6 +55,10 @@ MENUS: dict[Role, list[MenuItem]] = {
         MenuItem(
             "/households/import", N_("Import households"), N_("Load the civil-affairs export (CSV or XLSX).")
         ),
+        MenuItem(
+            "/warnings", N_("Warnings"), N_("Households that may need help now: visit, verify, decide.")
+        ),
+        MenuItem("/signals/new", N_("Report a signal"), N_("Something happened to a household: record it.")),
         CATALOG,
         *NOTIFICATIONS,
     ],
@@ -64,6 +68,26 @@ MENUS: dict[Role, list[MenuItem]] = {
             "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
         ),
         MenuItem("/admin/need-groups", N_("Need groups"), N_("The groups households are tagged with.")),
+        MenuItem(
+            "/admin/warnings",
+            N_("Warnings overview"),
+            N_("Open and overdue warnings, closed this month, time to verify."),
+        ),
+        MenuItem(
+            "/admin/warning-rules",
+            N_("Warning rules"),
+            N_("Which signals become warnings, how severe, how fast."),
+        ),
+        MenuItem(
+            "/admin/signals/upload",
+            N_("Upload signals"),
+            N_("Signals from other departments, as a CSV file."),
+        ),
+        MenuItem(
+            "/admin/duty",
+            N_("Duty stewards and supervisors"),
+            N_("Who takes warnings of households without a steward, and escalations."),
+        ),
         *NOTIFICATIONS,
         MenuItem(
             "/admin/notifications/deliveries",
