@@ -9,6 +9,8 @@ their fixtures at the end of this file.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from households.tables import Household, Member
-from marketplace import accounts, clock
+from marketplace import accounts, clock, i18n
 from marketplace.auth import LinkKind, Principal, Role
 from orders import credits
 from tests.catalog_data import seed_catalog
@@ -104,7 +106,7 @@ async def new_household(
             "code": f"OD-{n:05d}",
             "community_id": community_id,
             "address": f"订单路{n}号",
-            "phone": phone if phone is not None else (f"1360000{n:04d}" if phone_user else ""),
+            "phone": phone if phone is not None else f"1360000{n:04d}",
             "category": "dibao",
             "groups": [],
         },
@@ -153,3 +155,13 @@ async def orders_world(area, make_user) -> World:  # noqa: F811 - the imported f
 async def members_of(household_id: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = await Member.select().where(Member.household == household_id)
     return rows
+
+
+@contextlib.contextmanager
+def in_locale(locale: str) -> Iterator[None]:
+    """Render messages in ``locale`` inside the block, as for a reader of that language."""
+    token = i18n.current_locale.set(locale)
+    try:
+        yield
+    finally:
+        i18n.current_locale.reset(token)
