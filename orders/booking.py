@@ -36,6 +36,7 @@ from providers.tables import Offering, ServiceArea
 
 log = logging.getLogger("cloudmarket.orders")
 
+URGENT_LEVEL = 1
 MAX_WINDOW_HOURS = 12
 MAX_NOTES = 1000
 MIN_ATTESTATION = 10
@@ -548,7 +549,9 @@ async def _place(p: Principal | None, placement: _Placement) -> dict[str, Any]:
                 "consent": placement.consent_method,
             },
         )
-        await outbox.send(tasks.route_order, order.id)
+        # Level 1 orders are routed on a queue of their own, never behind a backlog of others.
+        router = tasks.route_order_urgent if price.level == URGENT_LEVEL else tasks.route_order
+        await outbox.send(router, order.id)
         await audit.record(
             "order.booked",
             principal=p,

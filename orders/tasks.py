@@ -12,12 +12,20 @@ from orders import handoffs, settlement  # noqa: F401 - register the warning han
 log = logging.getLogger("cloudmarket.orders")
 
 # -- routing ------------------------------------------------------------------------------------
-# A stand-in so that booking can send its message; the routing work replaces it.
+# Stand-ins so that booking can send its message (level 1 on a queue of its own); the routing
+# work replaces them.
+
+URGENT = -10
 
 
 @task(queue="routing")
 async def route_order(order_id: int) -> None:
     """Find a provider for a newly booked order (stand-in: routing is not written yet)."""
+
+
+@task(queue="routing_urgent", priority=URGENT)
+async def route_order_urgent(order_id: int) -> None:
+    """``route_order`` for a level 1 order (stand-in)."""
 
 
 # -- credits ------------------------------------------------------------------------------------

@@ -140,6 +140,14 @@ async def test_a_resident_books_order_credits_event_and_routing_message_together
     assert json.loads(message["args"]) == [order["id"]]
 
 
+async def test_a_level_1_order_is_routed_on_the_urgent_queue(orders_world):
+    household = await orders_world.another_household(level=1)
+    order = await booking.book(await orders_world.resident_for(household), _form())
+    [message] = await OutboxMessage.select().where(OutboxMessage.actor.like("orders.tasks.route_order%"))
+    assert (message["actor"], message["queue"]) == ("orders.tasks.route_order_urgent", "routing_urgent")
+    assert json.loads(message["args"]) == [order["id"]]
+
+
 async def test_a_booking_beyond_the_balance_says_the_cost_and_the_balance(orders_world):
     household = await orders_world.another_household(credits_=20)
     resident = await orders_world.resident_for(household)
