@@ -54,7 +54,9 @@ async def test_submit_offers_timeout_moves_on_and_all_declines_escalate(world, w
     await dispatch.decline(third["id"], staff_of[third["provider"]])
     await run_jobs(worker)
     assert await order_state(order_id) == "escalated"
-    states = [o["state"] for o in await Offer.select(Offer.state).where(Offer.order == order_id).order_by(Offer.id)]
+    states = [
+        o["state"] for o in await Offer.select(Offer.state).where(Offer.order == order_id).order_by(Offer.id)
+    ]
     assert states == ["expired", "declined", "declined"]
     escalated = await Notification.select().where(Notification.event == "order_escalated")
     assert [n["user"] for n in escalated] == [world.steward.user_id]
