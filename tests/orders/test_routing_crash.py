@@ -37,9 +37,9 @@ async def routed() -> int:
     return await Order.count().where(Order.state.is_in(["offered", "escalated"]))
 
 
-async def wait_until(check, proc: Proc, timeout: float = 180) -> None:
+async def wait_until(check, proc: Proc, seconds: float = 180) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while loop.time() < deadline:
         if await check():
             return
