@@ -82,3 +82,29 @@ async def test_the_same_routing_message_twice_makes_one_offer_and_one_notificati
     offers = await Offer.select().where(Offer.order == order_id).order_by(Offer.id)
     assert [o["state"] for o in offers] == ["expired", "open"]
     assert await Notification.count().where(Notification.event == "new_offer") == 2
+
+
+async def test_a_level_1_order_does_not_wait_behind_a_backlog_of_level_3_orders(world, worker):
+    from marketplace.broker import broker
+
+    assert {"routing", "routing_urgent"} <= set(broker.get_declared_queues())
+    await world.add_provider(1, capacity=1000)
+    backlog = [await make_order(world, level=3) for _ in range(BACKLOG)]
+    urgent = await make_order(world, level=1)
+    # The backlog was submitted first; the level 1 order comes last
+    async with db.atomic():
+        for order_id in backlog:
+            await dispatch.request_routing(order_id, 3)
+    clock.advance(timedelta(seconds=1))
+    await submit(urgent, level=1)
+
+    await run_jobs(worker)
+
+    rows = await Order.select(Order.id, Order.offered_at, Order.state)
+    assert {r["state"] for r in rows} == {"offered"}
+    offered_at = {r["id"]: r["offered_at"] for r in rows}
+    ahead = sum(1 for order_id in backlog if offered_at[order_id] < offered_at[urgent])
+    assert ahead < BACKLOG // 4, f"{ahead} of {BACKLOG} level 3 orders were routed before the level 1 order"
+
+
+BACKLOG = 120
