@@ -142,7 +142,8 @@ async def order_context(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _notify(event: str, recipients: list[Any], context: dict[str, Any], key: str, urgent: bool) -> None:
+async def tell(event: str, recipients: list[Any], context: dict[str, Any], key: str, urgent: bool) -> None:
+    """Notify ``recipients`` of an order event once per ``key`` (nobody to tell: nothing)."""
     from notifications.services import notify
 
     if recipients:
@@ -284,7 +285,7 @@ async def route(order_id: int) -> str:
             provider_id = choice.candidate.provider_id
             await stats.offered(provider_id)
             await _schedule_expiry(offer_id, order["level"], expires)
-            await _notify(
+            await tell(
                 "new_offer",
                 await provider_users(provider_id),
                 {
@@ -312,7 +313,7 @@ async def escalate(order: dict[str, Any], reason: str, *, actor: int | None = No
         (Offer.order == order["id"]) & (Offer.state == "open")
     )
     context = await order_context(moved)
-    await _notify(
+    await tell(
         "order_escalated",
         await stewards_for(order["household"]),
         {
@@ -379,7 +380,7 @@ async def accept(offer_id: int, principal: Principal | None = None) -> dict[str,
             )
         except IllegalMove:
             raise OfferClosed(OFFER_TAKEN) from None
-        if order["state"] != State.ACCEPTED or offer["mode"] == "steward":
+        if order["state"] != State.ACCEPTED:
             raise OfferClosed(OFFER_TAKEN)
         taken = (
             await Offer.update({Offer.state: "accepted", Offer.answered_at: now, Offer.answered_by: user_id})
@@ -405,7 +406,7 @@ async def _tell_accepted(order: dict[str, Any]) -> None:
     provider = await Provider.select(Provider.name).where(Provider.id == order["provider"]).first()
     context = await order_context(order)
     context.pop("community")
-    await _notify(
+    await tell(
         "order_accepted",
         await residents_for(order["household"]),
         {**context, "provider": provider["name"] if provider else "", "when": order["window_start"]},
@@ -583,7 +584,7 @@ async def dispatch_to(
                 Offering.id == c.offering_id
             )
         context = await order_context(order)
-        await _notify(
+        await tell(
             "new_offer",
             await provider_users(c.provider_id),
             {**context, "when": order["window_start"], "link": f"/orders/{order_id}"},
@@ -604,7 +605,7 @@ WAITING_FOR_SERVICE = (*WAITING_FOR_ACCEPT, State.ACCEPTED)
 async def _sla_missed(order: dict[str, Any], target: str, due_at: datetime) -> None:
     await moves.record(order["id"], f"sla_{target}_missed", detail={"due_at": due_at.isoformat()})
     context = await order_context(order)
-    await _notify(
+    await tell(
         "sla_missed",
         await stewards_for(order["household"]),
         {
