@@ -108,3 +108,19 @@ async def test_a_level_1_order_does_not_wait_behind_a_backlog_of_level_3_orders(
 
 
 BACKLOG = 120
+
+
+async def test_the_periodic_sla_watch_tells_the_steward_through_the_queue(world, worker):
+    await world.add_provider(1)
+    order_id = await make_order(world, accept_in=timedelta(minutes=10))
+    await submit(order_id)
+    await run_jobs(worker)
+    clock.advance(timedelta(minutes=11))
+    await outbox.schedule_due()
+    await run_jobs(worker)
+    [told] = await Notification.select().where(Notification.event == "sla_missed")
+    assert told["user"] == world.steward.user_id
+    clock.advance(timedelta(minutes=2))
+    await outbox.schedule_due()
+    await run_jobs(worker)
+    assert await Notification.count().where(Notification.event == "sla_missed") == 1
