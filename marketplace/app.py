@@ -218,12 +218,21 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Log the trace with the request id; show the person only that id."""
     _locale_from(request)
-    if _is_database_down(exc):
-        log.error("database unavailable", extra={"error": type(exc).__name__})
+    if _is_unavailable(exc):
+        log.error("dependency unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
         text = i18n.gettext(Unavailable.default_message)
         if wants_json(request):
-            return _problem(request, 503, "unavailable", text, [])
+            response = _problem(request, 503, "unavailable", text, [])
+            response.headers["Retry-After"] = "30"
+            return response
         return _page(503, text, [], headers={"Retry-After": "30"})
+    if _is_unstorable_input(exc):
+        # A number the database cannot hold (an id past 2**31, say): no such record, bad input.
+        log.info("input out of the database's range", extra={"path": request.url.path})
+        text = i18n.gettext(_HTTP_MESSAGES[400])
+        if wants_json(request):
+            return _problem(request, 400, "invalid_request", text, [])
+        return _page(400, text, [])
     log.exception("unhandled error", extra={"path": request.url.path})
     text = i18n.gettext(
         N_(
@@ -237,21 +246,45 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return _page(500, text, [])
 
 
-def _is_database_down(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(exc)}
-    return bool(
-        names
-        & {
-            "ConnectionRefusedError",
-            "ConnectionDoesNotExistError",
-            "CannotConnectNowError",
-            "InterfaceError",
-            "ConnectionResetError",
-            "TooManyConnectionsError",
-            "AdminShutdownError",
-            "ConnectionFailureError",
-        }
-    )
+# asyncpg's errors for a server that is gone, restarting or refusing connections.
+_DATABASE_DOWN = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "InterfaceError",
+    "TooManyConnectionsError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "ConnectionFailureError",
+    "ConnectionRejectionError",
+    "PostgresConnectionError",
+}
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The database or Redis cannot be reached (a restart, an outage): the request may be retried."""
+    import redis.exceptions
+
+    for error in _chain(exc):
+        if isinstance(
+            error,
+            (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+        ):
+            return True
+        if isinstance(error, OSError) and "Connect call failed" in str(error):  # every address refused
+            return True
+        if type(error).__name__ in _DATABASE_DOWN:
+            return True
+    return False
+
+
+def _is_unstorable_input(exc: BaseException) -> bool:
+    """A value from the request that the database driver cannot bind (out of its integer range)."""
+    for error in _chain(exc):
+        if isinstance(error, OverflowError):  # sqlite3: larger than a 64-bit integer
+            return True
+        if type(error).__name__ == "DataError" and str(error).startswith("invalid input for query argument"):
+            return True
+    return False
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
