@@ -227,12 +227,14 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
             return response
         return _page(503, text, [], headers={"Retry-After": "30"})
     if _is_unstorable_input(exc):
-        # A number the database cannot hold (an id past 2**31, say): no such record, bad input.
+        # A value the database cannot hold: an id past 2**31 names no record (404), any other
+        # such value is bad input (400).
         log.info("input out of the database's range", extra={"path": request.url.path})
-        text = i18n.gettext(_HTTP_MESSAGES[400])
+        status = 404 if any(_out_of_range(v) for v in request.path_params.values()) else 400
+        text = i18n.gettext(_HTTP_MESSAGES[status])
         if wants_json(request):
-            return _problem(request, 400, "invalid_request", text, [])
-        return _page(400, text, [])
+            return _problem(request, status, "not_found" if status == 404 else "invalid_request", text, [])
+        return _page(status, text, [])
     log.exception("unhandled error", extra={"path": request.url.path})
     text = i18n.gettext(
         N_(
@@ -277,14 +279,24 @@ def _is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+# PostgreSQL refuses a NUL character in text ("\x00" in a search, "\u0000" in JSON).
+_UNSTORABLE_TEXT = {"CharacterNotInRepertoireError", "UntranslatableCharacterError"}
+
+
 def _is_unstorable_input(exc: BaseException) -> bool:
-    """A value from the request that the database driver cannot bind (out of its integer range)."""
+    """A value from the request that the database cannot take (past its integer range, a NUL character)."""
     for error in _chain(exc):
         if isinstance(error, OverflowError):  # sqlite3: larger than a 64-bit integer
             return True
         if type(error).__name__ == "DataError" and str(error).startswith("invalid input for query argument"):
             return True
+        if type(error).__name__ in _UNSTORABLE_TEXT:
+            return True
     return False
+
+
+def _out_of_range(value: Any) -> bool:
+    return isinstance(value, int) and not -(2**31) <= value < 2**31
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -184,4 +184,11 @@ async def test_an_id_past_the_databases_range_is_bad_input_not_a_server_error(lo
     admin, _ = await logged_in("admin")
     for path in ("/api/v1/categories/371394323024/cost?level=2&units=1", "/api/v1/providers/4294967296"):
         response = await admin.get(path)
-        assert response.status_code in (400, 404), (path, response.text)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["code"] == "not_found"
+
+
+async def test_a_nul_character_in_a_search_is_not_a_server_error(logged_in):
+    steward, _ = await logged_in("steward")
+    response = await steward.get("/hsds/organizations", params={"search": "药\x00"})
+    assert response.status_code in (200, 400), response.text  # SQLite takes it, PostgreSQL cannot
