@@ -22,7 +22,15 @@ from litestar.exceptions import (
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
@@ -259,6 +267,8 @@ _DATABASE_DOWN = {
     "ConnectionFailureError",
     "ConnectionRejectionError",
     "PostgresConnectionError",
+    # asyncpg's state machine gives up on a connection the server ended in the middle of a query
+    "InternalClientError",
 }
 
 
@@ -306,6 +316,55 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return seen
+
+
+# -- the schema of errors -------------------------------------------------------------------------
+
+PROBLEM = "Problem"
+_PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    description="An error (RFC 9457 problem details), its message in the caller's language",
+    required=["type", "title", "status", "code", "detail", "errors", "request_id"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "code": Schema(type=OpenAPIType.STRING, description="validation_failed, not_found, unavailable, ..."),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            description="The fields at fault, each with what to fix",
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["field", "message"],
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+        ),
+        "request_id": Schema(type=OpenAPIType.STRING, description="Quote it when reporting a problem"),
+    },
+)
+
+
+def document_problems(app: Litestar) -> None:
+    """Every error an operation documents is what the error handlers send: a problem document.
+
+    Litestar describes its own errors as ``{status_code, detail, extra}`` in JSON; this service
+    answers every error with ``application/problem+json`` (see :func:`_problem`).
+    """
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    openapi = app.plugins.get(OpenAPIPlugin).provide_openapi()
+    openapi.components.schemas[PROBLEM] = _PROBLEM_SCHEMA
+    reference = Reference(ref=f"#/components/schemas/{PROBLEM}")
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            for status, response in ((operation.responses or {}) if operation else {}).items():
+                if status[0] in "45" and isinstance(response, OpenAPIResponse):
+                    response.content = {"application/problem+json": OpenAPIMediaType(schema=reference)}
 
 
 # -- lifespan ----------------------------------------------------------------------------------
@@ -389,6 +448,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
         ),
         response_cache_config=ResponseCacheConfig(),
         lifespan=[lifespan_for(settings, run_jobs)],
+        on_startup=[document_problems],
         state=State({"settings": settings}),
         request_max_body_size=50 * 1024 * 1024,
         logging_config=None,  # marketplace.logs configures logging once per process

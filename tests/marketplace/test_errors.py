@@ -192,3 +192,19 @@ async def test_a_nul_character_in_a_search_is_not_a_server_error(logged_in):
     steward, _ = await logged_in("steward")
     response = await steward.get("/hsds/organizations", params={"search": "药\x00"})
     assert response.status_code in (200, 400), response.text  # SQLite takes it, PostgreSQL cannot
+
+
+async def test_the_schema_documents_errors_as_the_problems_they_are(api):
+    import jsonschema
+
+    from marketplace.app import create_app, document_problems
+
+    documented = create_app(run_jobs=False)
+    document_problems(documented)  # on start-up, in a served process
+    schema = documented.openapi_schema.to_schema()
+    bad_request = schema["paths"]["/api/v1/providers"]["get"]["responses"]["400"]
+    assert list(bad_request["content"]) == ["application/problem+json"]
+    problem = await api.get("/api/v1/providers", params={"per_page": "many"})
+    assert problem.status_code == 400
+    assert problem.headers["content-type"].startswith("application/problem+json")
+    jsonschema.validate(problem.json(), schema["components"]["schemas"]["Problem"])
