@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -174,7 +175,11 @@ class PrivatePostgres:
     def _run(self, *args: str, timeout: float = 120) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
         if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
+            command = (
+                ["runuser", "-u", "postgres", "--", *command]
+                if shutil.which("runuser")
+                else ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
+            )
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if result.returncode != 0:
             raise AssertionError(f"{args[0]} failed: {result.stdout}{result.stderr}\n{self.log()}")
