@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,20 +17,22 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def site(seeded_database: tuple[str, Seeded], tmp_path: Path) -> Iterator[tuple[Deployment, int]]:
+def site(
+    seeded_database: tuple[str, Seeded], tmp_path: Path
+) -> Iterator[tuple[Deployment, subprocess.Popen]]:
     url, seeded = seeded_database
     with (
         private_redis() as (redis_port, redis_proc),
         deployment(url, redis_port, tmp_path / "var", seeded, CLOUDMARKET_OUTBOX_LEASE_SECONDS="5") as site,
     ):
-        site.redis_proc = redis_proc  # type: ignore[attr-defined]
-        yield site, redis_port
+        yield site, redis_proc
 
 
-def test_redis_restarted_under_load(site: tuple[Deployment, int]) -> None:
-    deployed, redis_port = site
+def test_redis_restarted_under_load(site: tuple[Deployment, subprocess.Popen]) -> None:
+    deployed, redis_proc = site
     _, base = deployed.serve()
     deployed.worker()
+    steward = deployed.login(base, "steward")
     ready = f"{base}/readyz"
     assert httpx.get(ready, timeout=10).status_code == 200
 
@@ -41,17 +44,19 @@ def test_redis_restarted_under_load(site: tuple[Deployment, int]) -> None:
         wait_until(lambda: len(load.answers) >= 20, what="some signals before the outage")
 
         # When Redis dies (its data with it: no persistence) ...
-        deployed.redis_proc.kill()  # type: ignore[attr-defined]
-        deployed.redis_proc.wait()  # type: ignore[attr-defined]
+        redis_proc.kill()
+        redis_proc.wait()
         # ... readiness says so, naming the broker and not the database
         down = wait_until(lambda: _unready(ready), timeout=60, what="readiness reporting the outage")
         assert down["database"] == "ok"
         assert down["broker"] != "ok"
         before = len(load.answers)
         wait_until(lambda: len(load.answers) >= before + 8, what="requests during the outage")
+        # a person's session cannot be read: "try again", on the API and on pages alike
+        outage_api, outage_page = steward.get("/api/v1/me"), steward.get("/")
 
         # ... and comes back empty on the same port
-        revived = start_redis(redis_port)
+        revived = start_redis(deployed.redis_port)
         wait_until(lambda: httpx.get(ready, timeout=10).status_code == 200, timeout=60, what="readiness back")
         after = len(load.answers)
         wait_until(
@@ -69,6 +74,11 @@ def test_redis_restarted_under_load(site: tuple[Deployment, int]) -> None:
             [a for a in load.answers if a[1] not in (200, 503)][:3],
         )
         assert statuses[503] >= 1 and statuses[200] >= 30, statuses
+        assert outage_api.status_code == 503 and outage_api.json()["code"] == "unavailable"
+        assert outage_page.status_code == 503 and "服务暂时不可用" in outage_page.text
+        # the restarted Redis kept no sessions: the steward logs in again, nothing worse
+        assert steward.get("/api/v1/me").status_code == 401
+        assert deployed.login(base, "steward").get("/api/v1/me").status_code == 200
         for _, status, body in load.answers:
             if status == 503:
                 assert body["code"] == "unavailable"
