@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -439,7 +440,7 @@ def organizations(seed: int, district: Area, count: int, categories: Sequence[st
     rng = random.Random(f"{seed}:providers")
     known = set(categories)
     weights = _street_weights(district)
-    names: set[str] = set()
+    names: Counter[str] = Counter()
     out: list[ProviderSpec] = []
     for n in range(count):
         kind = _weighted(rng, PROVIDER_KINDS)
@@ -447,9 +448,9 @@ def organizations(seed: int, district: Area, count: int, categories: Sequence[st
         centre = district.streets[street]
         short = centre.name.removesuffix("街道")
         name = f"南京市栖霞区{short}{rng.choice(NAME_WORDS)}{rng.choice(NAME_SUFFIX[kind])}"
-        while name in names:
-            name = name.replace("（", "(").split("(")[0] + f"（第{len(names) % 97 + 2}分部）"
-        names.add(name)
+        names[name] += 1
+        if names[name] > 1:  # the same name in the same street: a numbered branch
+            name = f"{name}（{names[name]}）"
         spec = ProviderSpec(
             public_id=uuid.UUID(int=rng.getrandbits(128), version=4),
             kind=kind,

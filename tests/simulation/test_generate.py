@@ -217,3 +217,9 @@ async def test_a_database_holds_one_simulated_district() -> None:
     with pytest.raises(AlreadyGenerated):
         await generate(Sizes(households=10, providers=2, volunteers=2), 1)
     assert await Household.count() == 10
+
+
+def test_providers_have_distinct_names_even_in_a_big_district() -> None:
+    area = district.area(1)
+    names = [p.name for p in district.organizations(1, area, 3000, ["errands", "meals", "cleaning"])]
+    assert len(set(names)) == 3000
