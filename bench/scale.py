@@ -180,6 +180,7 @@ async def _explain(filters: Any, community: int | None) -> None:
     """EXPLAIN ANALYZE of the page query the list runs, built the same way."""
     from households import services
     from households.tables import Household
+    from marketplace import db
 
     conditions = [] if community is None else [Household.community.is_in([community])]
     if filters.q:
@@ -194,9 +195,10 @@ async def _explain(filters: Any, community: int | None) -> None:
     )
     for condition in conditions:
         query = query.where(condition)
-    sql = query.__str__()
-    for row in await Household.raw("EXPLAIN (ANALYZE, COSTS OFF) " + sql):
-        print("    ", row["QUERY PLAN"])
+    sql, args = query.querystrings[0].compile_string(engine_type="postgres")
+    async with db.engine().pool.acquire() as conn:
+        for row in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args):
+            print("    ", row["QUERY PLAN"])
 
 
 def main() -> None:

@@ -1,0 +1,55 @@
+"""Search indexes of the household list (households.services._search), on PostgreSQL only.
+
+At a million households a search by fragment read every household and every member.
+Trigram indexes (pg_trgm, a trusted extension the database owner may create) serve
+``ILIKE '%fragment%'`` on codes, addresses and phone numbers and ``LIKE '%1234'`` on the masked
+ID numbers; a GIN index over the characters of members' names serves names, which are two or
+three Chinese characters and so have too few trigrams.  SQLite needs none of this: it is the
+embedded mode of one district office, and the migration does nothing there.
+"""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.table import Table
+
+ID = "2026-12-06T09:30:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "search indexes"
+
+INDEXES = {
+    "hh_household_code_trgm": "hh_household USING gin (code gin_trgm_ops)",
+    "hh_household_address_trgm": "hh_household USING gin (address gin_trgm_ops)",
+    "hh_household_phone_trgm": "hh_household USING gin (phone gin_trgm_ops)",
+    "hh_member_phone_trgm": "hh_member USING gin (phone gin_trgm_ops)",
+    "hh_member_id_masked_trgm": "hh_member USING gin (id_masked gin_trgm_ops)",
+    "hh_member_name_chars": "hh_member USING gin (string_to_array(lower(name), NULL))",
+}
+
+
+class Member(Table, tablename="hh_member", schema=None):
+    pass
+
+
+def _postgres() -> bool:
+    return Member._meta.db.engine_type == "postgres"
+
+
+async def create_indexes():
+    if not _postgres():
+        return
+    await Member.raw("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for name, definition in INDEXES.items():
+        await Member.raw(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
+
+
+async def drop_indexes():
+    if not _postgres():
+        return
+    for name in INDEXES:
+        await Member.raw(f"DROP INDEX IF EXISTS {name}")
+
+
+async def forwards():
+    manager = MigrationManager(migration_id=ID, app_name="households", description=DESCRIPTION)
+    manager.add_raw(create_indexes)
+    manager.add_raw_backwards(drop_indexes)
+    return manager
