@@ -513,7 +513,7 @@ def _search(q: str) -> Any:
     One or two characters search members' names only (a surname, a given name); codes,
     addresses and phone numbers are searched by longer fragments.  Each kind of match is a
     subquery of household ids, joined by UNION, so that PostgreSQL reads each through its own
-    index (see the households migration "search indexes") and joins only the ids it found,
+    index (see the households migration "household list indexes") and joins only the ids it found,
     instead of testing every household of the district against every pattern.
     """
     q = q.strip()
