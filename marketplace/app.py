@@ -60,6 +60,7 @@ ROUTE_MODULES = (
     "households.controllers",
     "providers.controllers",
     "orders.controllers",
+    "reports.controllers",
 )
 
 
