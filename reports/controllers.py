@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from marketplace.auth import Role, requires
@@ -17,10 +17,15 @@ from reports.figures import SCOPE_LABELS, Figures, Period, Scope
 STAFF = [requires(Role.STEWARD, Role.ADMIN, scope="reports:read")]
 PAGES = [requires(Role.STEWARD, Role.ADMIN)]
 
-ScopeParam = Parameter(
-    query="scope", default="", description="district:ID, street:ID, community:ID or provider:ID"
-)
-PeriodParam = Parameter(query="period", default="", description="a month (2026-11) or a quarter (2026-Q4)")
+ScopeParam = Annotated[
+    str,
+    QueryParameter(
+        name="scope", description="district:ID, street:ID, community:ID or provider:ID; default: the first"
+    ),
+]
+PeriodParam = Annotated[
+    str, QueryParameter(description="a month (2026-11) or a quarter (2026-Q4); default: now")
+]
 
 
 async def _chosen(
@@ -47,10 +52,10 @@ class ReportPages(Controller):
     async def show(
         self,
         request: Request[Any, Any, Any],
-        scope: str = ScopeParam,
-        period: str = PeriodParam,
+        scope_: ScopeParam = "",
+        period: PeriodParam = "",
     ) -> Template:
-        chosen_scope, chosen_period, choices = await _chosen(request, scope, period)
+        chosen_scope, chosen_period, choices = await _chosen(request, scope_, period)
         report = await services.report(request.user, chosen_scope, chosen_period)
         tables = sheets.sheets(report.figures) if report.figures else []
         context = {
@@ -62,9 +67,9 @@ class ReportPages(Controller):
 
     @get("/export.csv")
     async def csv(
-        self, request: Request[Any, Any, Any], scope: str = ScopeParam, period: str = PeriodParam
+        self, request: Request[Any, Any, Any], scope_: ScopeParam = "", period: PeriodParam = ""
     ) -> Response[bytes] | Redirect:
-        report = await services.report(request.user, *(await _chosen(request, scope, period))[:2])
+        report = await services.report(request.user, *(await _chosen(request, scope_, period))[:2])
         if report.figures is None:
             return Redirect(f"/reports?{_query(report)}")
         return Response(
@@ -75,9 +80,9 @@ class ReportPages(Controller):
 
     @get("/export.xlsx")
     async def xlsx(
-        self, request: Request[Any, Any, Any], scope: str = ScopeParam, period: str = PeriodParam
+        self, request: Request[Any, Any, Any], scope_: ScopeParam = "", period: PeriodParam = ""
     ) -> Response[bytes] | Redirect:
-        report = await services.report(request.user, *(await _chosen(request, scope, period))[:2])
+        report = await services.report(request.user, *(await _chosen(request, scope_, period))[:2])
         if report.figures is None:
             return Redirect(f"/reports?{_query(report)}")
         return Response(
@@ -132,9 +137,9 @@ class ReportApi(Controller):
         "built (poll again; `progress` is in percent). A stale report's last figures come with 202.",
     )
     async def show(
-        self, request: Request[Any, Any, Any], scope: str = ScopeParam, period: str = PeriodParam
+        self, request: Request[Any, Any, Any], scope_: ScopeParam = "", period: PeriodParam = ""
     ) -> Response[ReportOut]:
-        chosen_scope, chosen_period, _ = await _chosen(request, scope, period)
+        chosen_scope, chosen_period, _ = await _chosen(request, scope_, period)
         report = await services.report(request.user, chosen_scope, chosen_period)
         body = ReportOut(
             scope=str(report.scope),
