@@ -2,9 +2,10 @@
 
 A report covers one **scope** (a district, a street, a community or a provider) over one
 **period** (a month, ``2026-11``, or a quarter, ``2026-Q4``, counted in the service's time
-zone).  Each section is one SQL query that runs on SQLite and PostgreSQL alike and returns
-a few rows: counts are grouped in the database, and percentiles are picked by rank with a
-window function (the two values around each percentile), then interpolated here.
+zone).  Each section is one or two SQL queries that run on SQLite and PostgreSQL alike and
+return a few rows: counts are grouped in the database; percentiles are PostgreSQL's
+``percentile_cont`` there, and on SQLite the two values around each percentile, picked by
+rank with a window function and interpolated here.
 
 Definitions (shown on the pages too):
 
@@ -360,30 +361,53 @@ async def _level_counts(scope: Scope, period: Period) -> dict[int, dict[str, int
 
 
 async def _durations(scope: Scope, period: Period) -> dict[tuple[str, int], dict[str, float | None]]:
-    """Median and 90th percentile of the time to accept and to serve, per level, in minutes."""
+    """Median and 90th percentile of the time to accept and to serve, per level, in minutes.
+
+    PostgreSQL computes them with ``percentile_cont`` (one pass); SQLite has no such aggregate,
+    so there a window function picks the two ranks around each percentile.  Both interpolate
+    linearly at ``(n - 1) * p``: the same figures on either database (the tests check both).
+    """
     where, values = _order_filter(scope)
     served = "COALESCE(o.started_at, o.completed_at)"
     base = f"FROM od_order o WHERE o.submitted_at >= {{}} AND o.submitted_at < {{}} AND {where}"
+    measures = (
+        ("accept", _seconds("o.accepted_at", "o.submitted_at"), "o.accepted_at IS NOT NULL"),
+        ("serve", _seconds(served, "o.submitted_at"), f"{served} IS NOT NULL"),
+    )
+    params = [period.start, period.end, *values] * len(measures)
+    result: dict[tuple[str, int], dict[str, float | None]] = {}
+    if db.is_postgres():
+        selects = [
+            f"SELECT '{name}' AS m, o.level AS g, "
+            + ", ".join(
+                f"percentile_cont({p / 100}) WITHIN GROUP (ORDER BY {expr}) AS p{p}" for p in PERCENTILES
+            )
+            + f" {base} AND {condition} GROUP BY o.level"
+            for name, expr, condition in measures
+        ]
+        for row in await _rows(" UNION ALL ".join(selects), params):
+            result[(str(row["m"]), _int(row["g"]))] = {
+                f"p{p}": round(float(row[f"p{p}"]) / 60, 1) for p in PERCENTILES
+            }
+        return result
     ranks = " OR ".join(
         f"rn = 1 + (n - 1) * {p} / 100 OR rn = 1 + ((n - 1) * {p} + 99) / 100" for p in PERCENTILES
     )
+    union = " UNION ALL ".join(
+        f"SELECT '{name}' AS m, o.level AS g, {expr} AS v {base} AND {condition}"
+        for name, expr, condition in measures
+    )
     rows = await _rows(
-        "WITH d AS ("
-        f"SELECT 'accept' AS m, o.level AS g, {_seconds('o.accepted_at', 'o.submitted_at')} AS v {base} "
-        "AND o.accepted_at IS NOT NULL "
-        f"UNION ALL SELECT 'serve' AS m, o.level AS g, {_seconds(served, 'o.submitted_at')} AS v {base} "
-        f"AND {served} IS NOT NULL"
-        "), r AS (SELECT m, g, v, ROW_NUMBER() OVER (PARTITION BY m, g ORDER BY v) AS rn, "
+        f"WITH d AS ({union}), r AS (SELECT m, g, v, ROW_NUMBER() OVER (PARTITION BY m, g ORDER BY v) AS rn, "
         "COUNT(*) OVER (PARTITION BY m, g) AS n FROM d) "
         f"SELECT m, g, rn, n, v FROM r WHERE {ranks}",
-        [period.start, period.end, *values, period.start, period.end, *values],
+        params,
     )
     grouped: dict[tuple[str, int], tuple[int, dict[int, float]]] = {}
     for row in rows:
         key = (str(row["m"]), _int(row["g"]))
         n, ranked = grouped.setdefault(key, (_int(row["n"]), {}))
         ranked[_int(row["rn"])] = float(row["v"]) / 60
-    result: dict[tuple[str, int], dict[str, float | None]] = {}
     for key, (n, ranked) in grouped.items():
         result[key] = {}
         for pct in PERCENTILES:
@@ -438,7 +462,18 @@ def _not_reached_sql(scope: Scope, period: Period) -> tuple[str, list[Any]]:
     return sql, [*values, since, as_of, since_day, as_of.astimezone(clock.local_zone()).date()]
 
 
-async def reach(scope: Scope, period: Period) -> Reach:
+async def _not_reached_groups(scope: Scope, period: Period) -> list[dict[str, Any]]:
+    """Households not reached, counted by street, community and level (for reach and areas alike)."""
+    condition, params = _not_reached_sql(scope, period)
+    return await _rows(
+        "SELECT c.street AS street, h.community AS community, h.level AS level, COUNT(*) AS n "
+        f"FROM hh_household h JOIN hh_community c ON c.id = h.community WHERE {condition} "
+        "GROUP BY c.street, h.community, h.level",
+        params,
+    )
+
+
+async def reach(scope: Scope, period: Period, missed: list[dict[str, Any]] | None = None) -> Reach:
     where, values = _area_filter("h.community", scope)
     served = await _rows(
         "SELECT COUNT(*) AS n, SUM(CASE WHEN EXISTS (SELECT 1 FROM od_order o WHERE o.household = h.id "
@@ -447,12 +482,9 @@ async def reach(scope: Scope, period: Period) -> Reach:
         f"AND {where}",
         [period.start, period.end, *values],
     )
-    condition, params = _not_reached_sql(scope, period)
-    missed = await _rows(
-        f"SELECT h.level AS level, COUNT(*) AS n FROM hh_household h WHERE {condition} GROUP BY h.level",
-        params,
-    )
-    by_level = {_int(row["level"]): _int(row["n"]) for row in missed}
+    by_level: dict[int, int] = {}
+    for row in missed if missed is not None else await _not_reached_groups(scope, period):
+        by_level[_int(row["level"])] = by_level.get(_int(row["level"]), 0) + _int(row["n"])
     total, hit = _int(served[0]["n"]), _int(served[0]["served"])
     return Reach(
         level1_households=total,
@@ -541,7 +573,7 @@ async def warnings(scope: Scope, period: Period) -> WarningFigures:
     )
 
 
-async def areas(scope: Scope, period: Period) -> list[AreaRow]:
+async def areas(scope: Scope, period: Period, missed: list[dict[str, Any]] | None = None) -> list[AreaRow]:
     """A district's streets or a street's communities, side by side."""
     if scope.kind == "district":
         children = await Street.select(Street.id, Street.name).where(Street.district == scope.id)
@@ -559,15 +591,11 @@ async def areas(scope: Scope, period: Period) -> list[AreaRow]:
         f"WHERE o.submitted_at >= {{}} AND o.submitted_at < {{}} AND {where} GROUP BY {group}",
         [period.start, period.end, *values],
     )
-    condition, params = _not_reached_sql(scope, period)
-    missed = await _rows(
-        f"SELECT {group} AS area, COUNT(*) AS n "
-        "FROM hh_household h JOIN hh_community c ON c.id = h.community "
-        f"WHERE {condition} GROUP BY {group}",
-        params,
-    )
     by_orders = {_int(r["area"]): r for r in orders}
-    by_missed = {_int(r["area"]): _int(r["n"]) for r in missed}
+    by_missed: dict[int, int] = {}
+    for row in missed if missed is not None else await _not_reached_groups(scope, period):
+        area = _int(row["street"] if scope.kind == "district" else row["community"])
+        by_missed[area] = by_missed.get(area, 0) + _int(row["n"])
     return [
         AreaRow(
             id=child["id"],
@@ -616,10 +644,11 @@ async def compute(scope: Scope, period: Period, progress: Progress = _no_progres
     figures.satisfaction = await satisfaction(scope, period)
     await step()
     if scope.is_area:
-        figures.reach = await reach(scope, period)
+        missed = await _not_reached_groups(scope, period)
+        figures.reach = await reach(scope, period, missed)
         await step()
         figures.warnings = await warnings(scope, period)
         await step()
-        figures.areas = await areas(scope, period)
+        figures.areas = await areas(scope, period, missed)
         await step()
     return figures
