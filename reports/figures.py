@@ -315,14 +315,27 @@ async def scope_name(scope: Scope) -> str:
     return str(row["name"])
 
 
-async def categories(scope: Scope, period: Period) -> list[CategoryCount]:
+async def _order_groups(scope: Scope, period: Period) -> list[dict[str, Any]]:
+    """Orders submitted in the period by category and level, with how far they got: one pass."""
     where, values = _order_filter(scope)
-    rows = await _rows(
-        "SELECT o.category AS category, o.level AS level, COUNT(*) AS n FROM od_order o "
-        f"WHERE o.submitted_at >= {{}} AND o.submitted_at < {{}} AND {where} "
+    return await _rows(
+        "SELECT o.category AS category, o.level AS level, COUNT(*) AS submitted, "
+        "SUM(CASE WHEN o.accepted_at IS NOT NULL THEN 1 ELSE 0 END) AS accepted, "
+        "SUM(CASE WHEN o.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completed, "
+        "SUM(CASE WHEN o.state = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, "
+        "SUM(CASE WHEN o.state = 'cancelled' AND o.accepted_at IS NULL THEN 1 ELSE 0 END) AS withdrawn, "
+        "SUM(CASE WHEN o.state = 'escalated' THEN 1 ELSE 0 END) AS escalated, "
+        "SUM(CASE WHEN o.sla_missed THEN 1 ELSE 0 END) AS sla_missed "
+        f"FROM od_order o WHERE o.submitted_at >= {{}} AND o.submitted_at < {{}} AND {where} "
         "GROUP BY o.category, o.level",
         [period.start, period.end, *values],
     )
+
+
+async def categories(
+    scope: Scope, period: Period, groups: list[dict[str, Any]] | None = None
+) -> list[CategoryCount]:
+    rows = groups if groups is not None else await _order_groups(scope, period)
     names = {
         row["id"]: row
         for row in await Category.select(
@@ -335,7 +348,7 @@ async def categories(scope: Scope, period: Period) -> list[CategoryCount]:
             name_zh=names[row["category"]]["name_zh"],
             name_en=names[row["category"]]["name_en"],
             level=_int(row["level"]),
-            orders=_int(row["n"]),
+            orders=_int(row["submitted"]),
         )
         for row in rows
     ]
@@ -343,21 +356,14 @@ async def categories(scope: Scope, period: Period) -> list[CategoryCount]:
     return sorted(result, key=lambda c: (order[c.category], c.level))
 
 
-async def _level_counts(scope: Scope, period: Period) -> dict[int, dict[str, int]]:
-    where, values = _order_filter(scope)
-    rows = await _rows(
-        "SELECT o.level AS level, COUNT(*) AS submitted, "
-        "SUM(CASE WHEN o.accepted_at IS NOT NULL THEN 1 ELSE 0 END) AS accepted, "
-        "SUM(CASE WHEN o.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completed, "
-        "SUM(CASE WHEN o.state = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, "
-        "SUM(CASE WHEN o.state = 'cancelled' AND o.accepted_at IS NULL THEN 1 ELSE 0 END) AS withdrawn, "
-        "SUM(CASE WHEN o.state = 'escalated' THEN 1 ELSE 0 END) AS escalated, "
-        "SUM(CASE WHEN o.sla_missed THEN 1 ELSE 0 END) AS sla_missed "
-        f"FROM od_order o WHERE o.submitted_at >= {{}} AND o.submitted_at < {{}} AND {where} "
-        "GROUP BY o.level",
-        [period.start, period.end, *values],
-    )
-    return {_int(row["level"]): {k: _int(v) for k, v in row.items()} for row in rows}
+def _level_counts(groups: list[dict[str, Any]]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {}
+    for row in groups:
+        level = counts.setdefault(_int(row["level"]), {})
+        for key, value in row.items():
+            if key not in ("category", "level"):
+                level[key] = level.get(key, 0) + _int(value)
+    return counts
 
 
 async def _durations(scope: Scope, period: Period) -> dict[tuple[str, int], dict[str, float | None]]:
@@ -416,8 +422,10 @@ async def _durations(scope: Scope, period: Period) -> dict[tuple[str, int], dict
     return result
 
 
-async def levels(scope: Scope, period: Period) -> list[LevelFigures]:
-    counts = await _level_counts(scope, period)
+async def levels(
+    scope: Scope, period: Period, groups: list[dict[str, Any]] | None = None
+) -> list[LevelFigures]:
+    counts = _level_counts(groups if groups is not None else await _order_groups(scope, period))
     times = await _durations(scope, period)
     result = []
     for level in sorted(set(LEVELS) | set(counts)):
@@ -631,13 +639,15 @@ async def compute(scope: Scope, period: Period, progress: Progress = _no_progres
         start=period.start,
         end=period.end,
         as_of=period.as_of(),
-        categories=await categories(scope, period),
+        categories=[],
         levels=[],
         credits=Credits(0, 0),
         satisfaction=Satisfaction(0, None, [0] * 5),
     )
+    groups = await _order_groups(scope, period)
+    figures.categories = await categories(scope, period, groups)
     await step()
-    figures.levels = await levels(scope, period)
+    figures.levels = await levels(scope, period, groups)
     await step()
     figures.credits = await credits(scope, period)
     await step()
