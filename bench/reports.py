@@ -234,6 +234,7 @@ async def _run() -> None:
     await db.open_pool()
     try:
         rng = random.Random(20261206)
+        figure("load average (1 min) before loading: timings stretch with it", os.getloadavg()[0])
         district, street, community, provider = await _load(rng)
         await _time(f"district month report, {ORDERS:,} orders", f"district:{district}")
         await _time("street month report", f"street:{street}")
