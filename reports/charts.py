@@ -10,11 +10,11 @@ from markupsafe import Markup, escape
 
 from reports.sheets import Sheet, cell
 
-WIDTH = 320
-LABEL_HEIGHT = 16
-BAR_HEIGHT = 14
+WIDTH = 300
+LABEL_HEIGHT = 18
+BAR_HEIGHT = 17
 GAP = 10
-VALUE_ROOM = 56
+VALUE_ROOM = 64
 # Dark enough for text contrast on white and told apart by the legend's words, not colour alone.
 COLOURS = ("#1f5fa8", "#b35a00", "#2e7d32", "#6a3d9a")
 
@@ -30,19 +30,16 @@ def bar_chart(sheet: Sheet) -> Markup:
     parts: list[str] = []
     y = 0
     if len(series) > 1:
-        x = 0
+        # One legend entry per line: names are too long (and too Chinese) to guess their width.
         for n, index in enumerate(series):
-            label = sheet.columns[index].label
             parts.append(
-                f'<rect x="{x}" y="{y + 2}" width="10" height="10" fill="{COLOURS[n % len(COLOURS)]}"/>'
-                f'<text x="{x + 14}" y="{y + 11}" class="legend">{escape(label)}</text>'
+                f'<rect x="0" y="{y + 3}" width="12" height="12" fill="{COLOURS[n % len(COLOURS)]}"/>'
+                f'<text x="18" y="{y + 14}" class="legend">{escape(sheet.columns[index].label)}</text>'
             )
-            x += 14 + 7 * len(label) + 12
-            if x > WIDTH - 60:
-                x, y = 0, y + LABEL_HEIGHT
-        y += LABEL_HEIGHT + GAP
+            y += LABEL_HEIGHT
+        y += GAP
     for row in sheet.rows:
-        parts.append(f'<text x="0" y="{y + 12}" class="label">{escape(str(row[0]))}</text>')
+        parts.append(f'<text x="0" y="{y + 14}" class="label">{escape(str(row[0]))}</text>')
         y += LABEL_HEIGHT
         for n, index in enumerate(series):
             value = row[index]
