@@ -33,6 +33,8 @@ CURRENT_TTL = timedelta(minutes=10)
 PAST_TTL = timedelta(hours=6)
 # A build queued or running this long is taken as lost (a worker died) and queued again.
 BUILD_LEASE = timedelta(minutes=15)
+# A cached report nobody asked for in this long is deleted (it is built again if asked for).
+KEEP_UNUSED = timedelta(days=30)
 RUNNING = ("queued", "building")
 
 
@@ -231,4 +233,20 @@ async def invalidate(scope: Scope | None = None) -> int:
     if scope is not None:
         query = query.where(ReportBuild.scope == str(scope))
     rows = await query.returning(ReportBuild.id)
+    return len(rows)
+
+
+async def forget_old() -> int:
+    """Delete cached reports of older figure versions, or not asked for in ``KEEP_UNUSED``."""
+    rows = (
+        await ReportBuild.delete()
+        .where(
+            (ReportBuild.version != figures.VERSION)
+            | (
+                (ReportBuild.requested_at < clock.now() - KEEP_UNUSED)
+                & ReportBuild.state.not_in(list(RUNNING))
+            )
+        )
+        .returning(ReportBuild.id)
+    )
     return len(rows)

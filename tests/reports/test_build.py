@@ -73,3 +73,14 @@ async def test_invalidate_marks_built_reports_stale(world, worker):
     assert (await services.report(ADMIN, scope, period)).ready
     assert await services.invalidate(scope) == 1
     assert not (await services.report(ADMIN, scope, period)).ready
+
+
+async def test_reports_not_asked_for_in_a_month_are_forgotten(world, worker):
+    scope = Scope("community", world.a)
+    await services.report(ADMIN, scope, Period.parse("2026-11"))
+    await run_jobs(worker)
+    assert await services.forget_old() == 0
+    clock.advance(services.KEEP_UNUSED + timedelta(days=1))
+    await services.report(ADMIN, scope, Period.parse("2026-10"))  # asked for now: kept
+    assert await services.forget_old() == 1
+    assert [r["period"] for r in await ReportBuild.select(ReportBuild.period)] == ["2026-10"]
