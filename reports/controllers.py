@@ -16,6 +16,7 @@ from reports.figures import SCOPE_LABELS, Figures, Period, Scope
 
 STAFF = [requires(Role.STEWARD, Role.ADMIN, scope="reports:read")]
 PAGES = [requires(Role.STEWARD, Role.ADMIN)]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 ScopeParam = Annotated[
     str,
@@ -72,11 +73,7 @@ class ReportPages(Controller):
         report = await services.report(request.user, *(await _chosen(request, scope_, period))[:2])
         if report.figures is None:
             return Redirect(f"/reports?{_query(report)}")
-        return Response(
-            sheets.to_csv(report.figures),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{_filename(report.figures)}.csv"'},
-        )
+        return _export(report.figures, "csv")
 
     @get("/export.xlsx")
     async def xlsx(
@@ -85,11 +82,7 @@ class ReportPages(Controller):
         report = await services.report(request.user, *(await _chosen(request, scope_, period))[:2])
         if report.figures is None:
             return Redirect(f"/reports?{_query(report)}")
-        return Response(
-            sheets.to_xlsx(report.figures),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"content-disposition": f'attachment; filename="{_filename(report.figures)}.xlsx"'},
-        )
+        return _export(report.figures, "xlsx")
 
 
 def _filename(f: Figures) -> str:
@@ -123,6 +116,38 @@ class ScopeOut(msgspec.Struct):
     name: str
 
 
+def _report_out(report: services.Report) -> ReportOut:
+    return ReportOut(
+        scope=str(report.scope),
+        period=report.period.code,
+        state=report.state,
+        progress=report.progress,
+        ready=report.ready,
+        built_at=report.built_at,
+        figures=report.figures,
+    )
+
+
+async def _api_export(request: Request[Any, Any, Any], scope: str, period: str, kind: str) -> Response[Any]:
+    chosen_scope, chosen_period, _ = await _chosen(request, scope, period)
+    report = await services.report(request.user, chosen_scope, chosen_period)
+    if report.figures is None:
+        return Response(_report_out(report), status_code=202, media_type="application/json")
+    return _export(report.figures, kind)
+
+
+def _export(f: Figures, kind: str) -> Response[bytes]:
+    if kind == "csv":
+        content, media = sheets.to_csv(f), "text/csv; charset=utf-8"
+    else:
+        content, media = sheets.to_xlsx(f), XLSX
+    return Response(
+        content,
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="{_filename(f)}.{kind}"'},
+    )
+
+
 class ReportApi(Controller):
     """Reports as JSON; a report not built yet answers 202 and is built in the background."""
 
@@ -141,16 +166,31 @@ class ReportApi(Controller):
     ) -> Response[ReportOut]:
         chosen_scope, chosen_period, _ = await _chosen(request, scope_, period)
         report = await services.report(request.user, chosen_scope, chosen_period)
-        body = ReportOut(
-            scope=str(report.scope),
-            period=report.period.code,
-            state=report.state,
-            progress=report.progress,
-            ready=report.ready,
-            built_at=report.built_at,
-            figures=report.figures,
-        )
-        return Response(body, status_code=200 if report.ready else 202)
+        return Response(_report_out(report), status_code=200 if report.ready else 202)
+
+    @get(
+        "/export.csv",
+        summary="A report as CSV",
+        description="Every table of the report one after another (title, header, rows). "
+        "202 with the build's progress (JSON) while the report is built for the first time.",
+        media_type="text/csv",
+    )
+    async def csv(
+        self, request: Request[Any, Any, Any], scope_: ScopeParam = "", period: PeriodParam = ""
+    ) -> Response[Any]:
+        return await _api_export(request, scope_, period, "csv")
+
+    @get(
+        "/export.xlsx",
+        summary="A report as an Excel workbook",
+        description="One worksheet per table. 202 with the build's progress (JSON) while the report "
+        "is built for the first time.",
+        media_type=XLSX,
+    )
+    async def xlsx(
+        self, request: Request[Any, Any, Any], scope_: ScopeParam = "", period: PeriodParam = ""
+    ) -> Response[Any]:
+        return await _api_export(request, scope_, period, "xlsx")
 
     @get("/scopes", summary="The scopes the caller may ask reports for")
     async def scopes(self, request: Request[Any, Any, Any]) -> list[ScopeOut]:

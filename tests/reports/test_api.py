@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+from openpyxl import load_workbook
+
 from marketplace import accounts
 from tests.conftest import run_jobs
 
@@ -69,3 +73,19 @@ async def test_the_reports_api_is_in_the_openapi_schema(client):
     assert {p["name"] for p in operation["parameters"]} >= {"scope", "period"}
     assert "Figures" in schema["components"]["schemas"]
     assert "/api/v1/reports/scopes" in schema["paths"]
+
+
+async def test_exports_through_the_api(world, make_client, worker):
+    issued = await accounts.create_api_client("统计平台", ["reports:read"])
+    client = make_client(authorization=f"Bearer {issued.token}")
+    query = f"scope=community:{world.a}&period={NOV}"
+    first = await client.get(f"/api/v1/reports/export.csv?{query}")
+    assert first.status_code == 202 and first.json()["state"] == "queued"
+    await run_jobs(worker)
+    response = await client.get(f"/api/v1/reports/export.csv?{query}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert "尧化门社区" in response.content.decode("utf-8-sig")
+    response = await client.get(f"/api/v1/reports/export.xlsx?{query}")
+    assert response.status_code == 200
+    book = load_workbook(io.BytesIO(response.content))
+    assert "levels" in book.sheetnames
