@@ -11,6 +11,8 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from marketplace.auth import Role, requires
+from marketplace.errors import ValidationFailed
+from marketplace.i18n import N_
 from reports import charts, dashboard, figures, services, sheets
 from reports.figures import SCOPE_LABELS, Figures, Period, Scope
 
@@ -33,7 +35,11 @@ async def _chosen(
     request: Request[Any, Any, Any], scope: str, period: str
 ) -> tuple[Scope, Period, list[Any]]:
     choices = await services.scope_choices(request.user)
-    if not scope and choices:
+    if not scope:
+        if not choices:
+            raise ValidationFailed.field(
+                "scope", N_("No community is linked to your account yet: ask an administrator to link one.")
+            )
         scope = choices[0].value
     return Scope.parse(scope), Period.parse(period or figures.current_month()), choices
 

@@ -137,3 +137,10 @@ async def test_the_steward_dashboard_lists_todays_work_in_their_communities(worl
     text = (await elsewhere.get("/dashboard")).text
     assert "/orders/" not in text and "/warnings/" not in text
     assert f'href="/households/{world.households["h8"]}"' not in text
+
+
+async def test_a_steward_without_a_community_is_told_what_to_do(world, logged_in):
+    client, _ = await logged_in("steward")
+    response = await client.get("/reports")
+    assert response.status_code == 422
+    assert "管理员" in response.text
