@@ -68,6 +68,7 @@ ROUTE_MODULES = (
     "households.controllers",
     "providers.controllers",
     "orders.controllers",
+    "reports.controllers",
 )
 
 

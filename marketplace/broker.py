@@ -42,6 +42,7 @@ TASK_MODULES = (
     "households.tasks",
     "providers.tasks",
     "orders.tasks",
+    "reports.tasks",
 )
 
 DEFAULT_QUEUE = "default"

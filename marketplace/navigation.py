@@ -35,6 +35,11 @@ CATALOG = MenuItem(
 PORTAL = MenuItem(
     "/portal", N_("Provider portal"), N_("Your profile, services, opening hours, staff and figures.")
 )
+REPORTS = MenuItem(
+    "/reports",
+    N_("Reports"),
+    N_("Monthly monitoring and quarterly evaluation, with charts and exports."),
+)
 
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
@@ -48,6 +53,11 @@ MENUS: dict[Role, list[MenuItem]] = {
     Role.VOLUNTEER: [PORTAL, CATALOG, *NOTIFICATIONS],
     Role.STEWARD: [
         MenuItem(
+            "/dashboard",
+            N_("Today"),
+            N_("Escalated orders, overdue warnings and households not reached."),
+        ),
+        MenuItem(
             "/households",
             N_("Households"),
             N_("The households of your communities: levels, members, history."),
@@ -59,11 +69,13 @@ MENUS: dict[Role, list[MenuItem]] = {
             "/warnings", N_("Warnings"), N_("Households that may need help now: visit, verify, decide.")
         ),
         MenuItem("/signals/new", N_("Report a signal"), N_("Something happened to a household: record it.")),
+        REPORTS,
         CATALOG,
         *NOTIFICATIONS,
     ],
     Role.ADMIN: [
         MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
+        REPORTS,
         MenuItem(
             "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
         ),
