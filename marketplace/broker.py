@@ -42,6 +42,8 @@ TASK_MODULES = (
     "households.tasks",
     "providers.tasks",
     "orders.tasks",
+    # Not actors: publishes each committed move to live watchers, in every process that moves orders.
+    "orders.live",
 )
 
 DEFAULT_QUEUE = "default"

@@ -32,21 +32,39 @@ CATALOG = MenuItem(
     N_("Service catalog"),
     N_("Services, what they cost at each need level and who serves each community."),
 )
+MY_ORDERS = MenuItem(
+    "/orders", N_("My orders"), N_("What you booked, where it stands, and confirming a visit.")
+)
+OFFERS = MenuItem(
+    "/orders/offers", N_("Offers"), N_("Orders offered to you: accept or decline before they time out.")
+)
+OUR_ORDERS = MenuItem(
+    "/orders", N_("Our orders"), N_("Orders you accepted: assign a worker, check in, complete.")
+)
 PORTAL = MenuItem(
     "/portal", N_("Provider portal"), N_("Your profile, services, opening hours, staff and figures.")
 )
 
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
+        MY_ORDERS,
+        MenuItem("/credits", N_("My credits"), N_("Your service credits: what is left, and every movement.")),
         MenuItem(
             "/my/household", N_("My household"), N_("Your level, what counts for it, and the data we keep.")
         ),
         CATALOG,
         *NOTIFICATIONS,
     ],
-    Role.PROVIDER_STAFF: [PORTAL, CATALOG, *NOTIFICATIONS],
-    Role.VOLUNTEER: [PORTAL, CATALOG, *NOTIFICATIONS],
+    Role.PROVIDER_STAFF: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
+    Role.VOLUNTEER: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
     Role.STEWARD: [
+        MenuItem(
+            "/orders/board",
+            N_("Dispatch board"),
+            N_("Orders no provider took: choose one. Orders still looking for a provider."),
+        ),
+        MenuItem("/orders", N_("Orders"), N_("The orders of your communities.")),
+        MenuItem("/orders/new", N_("Book for a resident"), N_("Book a service on behalf of a household.")),
         MenuItem(
             "/households",
             N_("Households"),
@@ -63,6 +81,15 @@ MENUS: dict[Role, list[MenuItem]] = {
         *NOTIFICATIONS,
     ],
     Role.ADMIN: [
+        MenuItem(
+            "/orders", N_("All orders"), N_("Every order, with filters by state, service, level and date.")
+        ),
+        MenuItem("/orders/board", N_("Dispatch board"), N_("Orders waiting for a steward's dispatch.")),
+        MenuItem(
+            "/admin/settlements",
+            N_("Settlements"),
+            N_("What each provider served each month, in credits; close a month."),
+        ),
         MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
         MenuItem(
             "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
