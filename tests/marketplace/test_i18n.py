@@ -37,3 +37,24 @@ def test_placeholders_survive_translation():
         assert i18n.gettext("Page %(page)s of %(pages)s", page=2, pages=5) == "第 2 页，共 5 页"
     finally:
         i18n.current_locale.reset(token)
+
+
+def test_one_english_text_has_one_chinese_text_across_the_packages():
+    """The packages' catalogs merge at run time (a later package wins), so two packages must
+    not translate one English text differently: give texts of different meaning distinct ids."""
+    from babel.messages.pofile import read_po
+
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for package in i18n.PACKAGES:
+        path = i18n.ROOT / package / "translations" / "zh_CN" / "LC_MESSAGES" / "messages.po"
+        if not path.is_file():
+            continue
+        with path.open("rb") as f:
+            for message in read_po(f):
+                if not message.id or not message.string or isinstance(message.id, tuple):
+                    continue
+                first = seen.setdefault(message.id, (package, message.string))
+                if first[1] != message.string:
+                    clashes.append(f"{message.id!r}: {first[0]} {first[1]!r}, {package} {message.string!r}")
+    assert clashes == [], "one English text, two Chinese texts:\n" + "\n".join(clashes)

@@ -1,8 +1,8 @@
 """The HSDS 3.0 export: every response is valid against the official API description, with no personal data.
 
-The schemas are read from ``HSDS_SCHEMA_DIR`` (default: ``../shared/hsds/schema`` beside the
-repository).  Their ``$ref``s name the schemas by URL; a ``referencing`` registry maps those URLs
-to the local files, so nothing is fetched and nothing is copied into the project.
+The schemas are read from ``HSDS_SCHEMA_DIR`` (default: the copy in ``hsds_schema/`` beside
+this file, compiled ones minified).  Their ``$ref``s name the schemas by URL; a ``referencing``
+registry maps those URLs to the local files, so nothing is fetched.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.catalog_data import seed_catalog
 from tests.providers.factories import make_areas, make_offering, make_provider
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = Path(os.environ.get("HSDS_SCHEMA_DIR") or ROOT.parent / "shared" / "hsds" / "schema")
+SCHEMA_DIR = Path(os.environ.get("HSDS_SCHEMA_DIR") or Path(__file__).parent / "hsds_schema")
 SPEC_BASE = "https://raw.githubusercontent.com/openreferral/specification/3.0/schema/"
 OPENAPI_URI = SPEC_BASE + "openapi.json"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
