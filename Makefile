@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>
 TEST_DATABASE_URL ?= postgresql://127.0.0.1:5432/postgres
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS       ?=
+# Test processes (pytest-xdist): one per core; each has its own database and Redis namespace.
+TEST_WORKERS      ?= auto
 
 .PHONY: help run test test-embedded test-postgres lint format bench lock translations clean
 
@@ -30,11 +32,11 @@ run: $(STAMP)  ## Serve on http://127.0.0.1:8000 with demo data (PORT changes th
 test: test-embedded test-postgres  ## Run the whole suite on SQLite, then on PostgreSQL + Redis
 
 test-embedded: $(STAMP)  ## The suite on SQLite with the in-process broker
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)  ## The suite on PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
 	@if $(BIN)/python -m tests.services_up "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
-		DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(BIN)/pytest -q $(PYTEST_ARGS); \
+		DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS); \
 	elif [ "$$CI" = "true" ]; then \
 		echo "PostgreSQL or Redis is not reachable; CI must run both passes"; exit 1; \
 	else \
