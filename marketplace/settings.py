@@ -180,6 +180,13 @@ class Settings:
     quiet_hours: str = field(default_factory=lambda: _env("CLOUDMARKET_QUIET_HOURS", "22:00-07:00"))
     """CLOUDMARKET_QUIET_HOURS: default quiet hours for new users, local time; empty for none."""
 
+    credits_prorate: bool = False
+    """CLOUDMARKET_CREDITS_PRORATE: a household that gets its level mid-month gets that month's credits
+    for the days left (true) or in full (false)."""
+
+    booking_days_ahead: int = field(default_factory=lambda: _int("CLOUDMARKET_BOOKING_DAYS_AHEAD", 30))
+    """CLOUDMARKET_BOOKING_DAYS_AHEAD: how far ahead a service can be booked, in days."""
+
     def __post_init__(self) -> None:
         # Fields that depend on var_dir or on the mode are filled here, once.
         set_ = object.__setattr__
@@ -189,6 +196,7 @@ class Settings:
         set_(self, "data_key", _env("CLOUDMARKET_DATA_KEY") or self._embedded_secret("data_key"))
         set_(self, "demo_data", _bool("CLOUDMARKET_DEMO_DATA", self.embedded))
         set_(self, "sms_sandbox_public", _bool("CLOUDMARKET_SMS_SANDBOX_PUBLIC", False))
+        set_(self, "credits_prorate", _bool("CLOUDMARKET_CREDITS_PRORATE", True))
 
     def _embedded_secret(self, name: str) -> str:
         if not self.is_sqlite:
