@@ -43,6 +43,8 @@ TASK_MODULES = (
     "providers.tasks",
     "orders.tasks",
     "reports.tasks",
+    # Not actors: publishes each committed move to live watchers, in every process that moves orders.
+    "orders.live",
 )
 
 DEFAULT_QUEUE = "default"
