@@ -115,6 +115,7 @@ def test_postgres_restarted_under_load(site: tuple[Deployment, PrivatePostgres])
 
         # and the worker's relay and actors picked up again: every warning reached its steward
         wait_until(lambda: deployed.everyone_told(), timeout=120, what="every warning's notification")
+        assert deployed.scalar("SELECT COUNT(*) FROM cm_job_failure") == 0  # no job gave up on the outage
         # the relay listens for new messages again on a connection of its own
         wait_until(
             lambda: deployed.scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"),
