@@ -52,6 +52,7 @@ def test_postgres_restarted_under_load(site: tuple[Deployment, PrivatePostgres])
     _, base = deployed.serve()
     deployed.worker()
     steward = deployed.login(base, "steward")
+    deployed.clients.append(steward)
     ready = f"{base}/readyz"
 
     # Given another department sending signals from several threads
