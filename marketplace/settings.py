@@ -189,6 +189,13 @@ class Settings:
     auto_confirm_days: int = field(default_factory=lambda: _int("CLOUDMARKET_AUTO_CONFIRM_DAYS", 3))
     """CLOUDMARKET_AUTO_CONFIRM_DAYS: a served order nobody confirmed or disputed is confirmed after this."""
 
+    credits_prorate: bool = False
+    """CLOUDMARKET_CREDITS_PRORATE: a household that gets its level mid-month gets that month's credits
+    for the days left (true) or in full (false)."""
+
+    booking_days_ahead: int = field(default_factory=lambda: _int("CLOUDMARKET_BOOKING_DAYS_AHEAD", 30))
+    """CLOUDMARKET_BOOKING_DAYS_AHEAD: how far ahead a service can be booked, in days."""
+
     def __post_init__(self) -> None:
         # Fields that depend on var_dir or on the mode are filled here, once.
         set_ = object.__setattr__
@@ -198,6 +205,7 @@ class Settings:
         set_(self, "data_key", _env("CLOUDMARKET_DATA_KEY") or self._embedded_secret("data_key"))
         set_(self, "demo_data", _bool("CLOUDMARKET_DEMO_DATA", self.embedded))
         set_(self, "sms_sandbox_public", _bool("CLOUDMARKET_SMS_SANDBOX_PUBLIC", False))
+        set_(self, "credits_prorate", _bool("CLOUDMARKET_CREDITS_PRORATE", True))
 
     def _embedded_secret(self, name: str) -> str:
         if not self.is_sqlite:

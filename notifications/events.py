@@ -55,6 +55,7 @@ class Event(StrEnum):
     VERIFICATION_OVERDUE = "verification_overdue"
     CREDITS_GRANTED = "credits_granted"
     ACTIVATION_CODE = "activation_code"
+    CONSENT_CODE = "consent_code"
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,21 @@ EVENTS: dict[Event, EventSpec] = {
             Event.ACTIVATION_CODE,
             N_("Account activation code"),
             keys={"code": "the one-time code", "minutes": "int: how long the code is valid"},
+            required=frozenset({Channel.SMS}),
+            default=frozenset({Channel.SMS}),
+            urgent=True,
+            ttl=timedelta(minutes=30),
+            secret_keys=("code",),
+            phone_only=True,
+        ),
+        EventSpec(
+            Event.CONSENT_CODE,
+            N_("Booking consent code"),
+            keys={
+                "code": "the one-time code the resident reads back to the steward",
+                "steward": "the name of the steward booking on the household's behalf",
+                "minutes": "int: how long the code is valid",
+            },
             required=frozenset({Channel.SMS}),
             default=frozenset({Channel.SMS}),
             urgent=True,

@@ -51,6 +51,9 @@ class Order(Table, tablename="od_order"):
     notes = Text(default="")
     # app (the resident), steward (on behalf), warning (a steward's handling of a warning).
     channel = Varchar(length=10, default="app")
+    # What booked it when something may book it twice (warning:<id>:<category>); null otherwise.
+    # Unique by an index the migration makes (SQLite cannot add a UNIQUE column to a table).
+    source_key = Varchar(length=80, null=True, default=None)
     booked_by = ForeignKey(references=User, null=True, default=None)
     # How the resident agreed to a booking made for them: sms_code, attestation, visit, or ''.
     consent_method = Varchar(length=12, default="")
@@ -188,6 +191,25 @@ class SettlementLine(Table, tablename="od_settlement_line"):
     order = ForeignKey(references=Order, unique=True)
     credits = Integer()
     detail = JSON(default="{}")
+
+
+class ConsentCode(Table, tablename="od_consent_code"):
+    """A one-time code texted to a household so that a steward may book on its behalf."""
+
+    id: Serial
+
+    household = ForeignKey(references=Household, index=True)
+    # The steward who asked for it; only they can use it.
+    steward = ForeignKey(references=User, index=True)
+    # Where it was sent (a member's phone or the household's): personal data, deleted with the row.
+    phone = Varchar(length=20)
+    # HMAC of the code (marketplace.crypto), never the code itself.
+    code_hash = Varchar(length=64)
+    attempts = Integer(default=0)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    order = ForeignKey(references=Order, null=True, default=None)
+    created_at = Timestamptz(default=ClockNow(), index=True)
 
 
 class IdempotentRequest(Table, tablename="od_idempotent_request"):

@@ -115,6 +115,9 @@ async def open_page(chromium):
 
     async def make(viewport: dict[str, int] = PHONE, locale: str = "zh-CN"):
         context = await chromium.new_context(viewport=viewport, locale=locale)
+        # Generous waits: a loaded CI machine runs two test processes and their servers.
+        context.set_default_timeout(60_000)
+        context.set_default_navigation_timeout(90_000)
         contexts.append(context)
         return await context.new_page()
 

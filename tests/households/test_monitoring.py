@@ -497,6 +497,19 @@ async def test_changing_the_level_goes_through_the_override_with_history_and_eve
     assert bad.status_code == 409  # closed already
 
 
+@pytest.fixture
+def without_orders():
+    """Hand-offs as if the orders package were not installed; its implementations put back afterwards."""
+    granter, booker = handoffs._granter, handoffs._booker
+    handoffs.withdraw()
+    yield
+    handoffs.withdraw()
+    if granter is not None:
+        handoffs.provides_credit_grants(granter)
+    if booker is not None:
+        handoffs.provides_service_bookings(booker)
+
+
 @pytest.mark.parametrize(
     ("form", "outcome"),
     [
@@ -521,7 +534,7 @@ async def test_changing_the_level_goes_through_the_override_with_history_and_eve
     ],
 )
 async def test_credits_and_bookings_are_recorded_but_not_carried_out_without_the_orders_package(
-    verified, worker, form, outcome
+    verified, worker, form, outcome, without_orders
 ):
     client, warning_id = verified
     await handle(client, warning_id, **form)
@@ -539,7 +552,7 @@ async def test_credits_and_bookings_are_recorded_but_not_carried_out_without_the
 
 
 async def test_credits_and_bookings_are_passed_on_once_an_implementation_is_provided(
-    verified, worker, household
+    verified, worker, household, without_orders
 ):
     client, warning_id = verified
     received: list = []

@@ -75,6 +75,7 @@ ZH: dict[Event, dict] = {
     },
     Event.CREDITS_GRANTED: {"month": date(2026, 12, 1), "credits": 120, "balance": 185, "link": "/credits"},
     Event.ACTIVATION_CODE: {"code": "730415", "minutes": 10},
+    Event.CONSENT_CODE: {"code": "518203", "steward": "李晓燕", "minutes": 10},
 }
 
 # The same events with names an English reader would see (pinyin place names).

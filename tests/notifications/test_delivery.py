@@ -39,7 +39,7 @@ async def sms_texts() -> list[str]:
 # -- every event reaches its recipient -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", [e for e in Event if e is not Event.ACTIVATION_CODE])
+@pytest.mark.parametrize("event", [e for e in Event if not EVENTS[e].phone_only])
 async def test_every_event_reaches_the_inbox_and_the_phone(event, worker, make_user, daytime):
     user = await make_user(RECIPIENT_ROLE[event])
     assert await send(event, [user["id"]])
