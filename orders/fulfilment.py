@@ -338,7 +338,7 @@ async def dispute(principal: Principal, order_id: int, *, note: str) -> dict[str
         )
         if not changed:
             raise Conflict(N_("Only a served order that is not confirmed yet can be disputed, once."))
-        await moves.record(order_id, "disputed", actor=principal.user_id, note=_note(note))
+        await moves.record(order_id, "dispute", actor=principal.user_id, note=_note(note))
     return dict(changed[0])
 
 
