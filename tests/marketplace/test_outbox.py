@@ -165,8 +165,12 @@ async def test_periodic_jobs_run_once_per_slot_across_relays():
     jobs = len(outbox.PERIODIC)
     assert sum(started) == jobs
     assert await ScheduledRun.count() == jobs
+    before = clock.now()
     clock.advance(timedelta(days=1))
-    assert await outbox.schedule_due() == jobs
+    # A day later every job runs again except the monthly ones.
+    due = sum(1 for job in outbox.PERIODIC if job.slot(clock.now()) != job.slot(before))
+    assert 0 < due <= jobs
+    assert await outbox.schedule_due() == due
     assert await outbox.schedule_due() == 0
 
 
