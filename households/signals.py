@@ -214,8 +214,10 @@ def _event_id(raw: Any, required: bool, errors: list[FieldError]) -> str:
 def _kind(raw: Any, errors: list[FieldError]) -> Kind | None:
     code = _text(raw)
     kind = KINDS.get(code)
-    if kind is None:
-        params = {"kind": repr(code) if code else "(empty)", "kinds": ", ".join(KINDS)}
+    if kind is None and not code:
+        errors.append(FieldError("kind", N_("Say what happened: choose the kind of signal.")))
+    elif kind is None:
+        params = {"kind": repr(code), "kinds": ", ".join(KINDS)}
         errors.append(FieldError("kind", N_("Unknown signal kind %(kind)s; use one of: %(kinds)s."), params))
     return kind
 

@@ -97,6 +97,11 @@ async def give_up(message: Any, exception: BaseException) -> None:
             )
 
 
+def _urgent_actors() -> list[str]:
+    """Names of the declared actors with a negative priority (codes, level 1 routing, ...)."""
+    return sorted(name for name, actor in broker.actors.items() if actor.priority < 0)
+
+
 def _to_message(row: dict[str, Any]) -> Message[Any]:
     created: datetime = row["created_at"]
     return Message(
@@ -119,15 +124,24 @@ async def relay_once(batch: int = BATCH, *, after_send: Callable[[], None] | Non
     now = clock.now()
     lease = timedelta(seconds=get_settings().outbox_lease_seconds)
     async with db.atomic():
-        query = (
-            OutboxMessage.select()
-            .where(OutboxMessage.state.is_in(["pending", "sent"]) & (OutboxMessage.due_at <= now))
-            .order_by(OutboxMessage.due_at)
-            .limit(batch)
-        )
-        if db.is_postgres():
-            query = query.lock_rows("UPDATE", skip_locked=True)
-        rows = await query
+        due = OutboxMessage.state.is_in(["pending", "sent"]) & (OutboxMessage.due_at <= now)
+        urgent = _urgent_actors()
+        rows: list[dict[str, Any]] = []
+        # Messages to urgent actors (a negative priority) go first: a level 1 order's routing
+        # never waits for a backlog of other messages to be handed over before it.
+        for where in (
+            [due & OutboxMessage.actor.is_in(urgent), due & OutboxMessage.actor.not_in(urgent)]
+            if urgent
+            else [due]
+        ):
+            query = (
+                OutboxMessage.select().where(where).order_by(OutboxMessage.due_at).limit(batch - len(rows))
+            )
+            if db.is_postgres():
+                query = query.lock_rows("UPDATE", skip_locked=True)
+            rows += await query
+            if len(rows) >= batch:
+                break
         if not rows:
             return 0
         for row in rows:

@@ -186,6 +186,14 @@ class Settings:
 
     booking_days_ahead: int = field(default_factory=lambda: _int("CLOUDMARKET_BOOKING_DAYS_AHEAD", 30))
     """CLOUDMARKET_BOOKING_DAYS_AHEAD: how far ahead a service can be booked, in days."""
+    routing_pool_size: int = field(default_factory=lambda: _int("CLOUDMARKET_ROUTING_POOL_SIZE", 5))
+    """CLOUDMARKET_ROUTING_POOL_SIZE: how many providers see an open-pool order at once."""
+
+    routing_max_attempts: int = field(default_factory=lambda: _int("CLOUDMARKET_ROUTING_MAX_ATTEMPTS", 5))
+    """CLOUDMARKET_ROUTING_MAX_ATTEMPTS: offer rounds before an order goes to its steward."""
+
+    auto_confirm_days: int = field(default_factory=lambda: _int("CLOUDMARKET_AUTO_CONFIRM_DAYS", 3))
+    """CLOUDMARKET_AUTO_CONFIRM_DAYS: a served order nobody confirmed or disputed is confirmed after this."""
 
     def __post_init__(self) -> None:
         # Fields that depend on var_dir or on the mode are filled here, once.

@@ -30,9 +30,9 @@ async def on_record(community, make_household):
 
 
 async def codes_sent(phone: str = PHONE) -> list[str]:
-    """The activation codes texted to ``phone`` (an activated resident also hears of their credits)."""
+    """The activation codes texted to ``phone`` (other texts, such as credits granted, left out)."""
     rows = await SandboxSms.select(SandboxSms.text).where(SandboxSms.phone == phone).order_by(SandboxSms.id)
-    return [re.search(r"\d{6}", row["text"]).group(0) for row in rows if "激活码" in row["text"]]
+    return [m.group(1) for row in rows if (m := re.search(r"激活码为(\d{6})", row["text"]))]
 
 
 async def ask(client, phone: str = PHONE):

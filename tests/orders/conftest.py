@@ -165,3 +165,7 @@ def in_locale(locale: str) -> Iterator[None]:
         yield
     finally:
         i18n.current_locale.reset(token)
+
+
+# -- routing and service (orders-routing) ------------------------------------------------------------
+from tests.orders.routing_world import world  # noqa: E402, F401 - fixture of the routing and service tests
