@@ -32,21 +32,47 @@ CATALOG = MenuItem(
     N_("Service catalog"),
     N_("Services, what they cost at each need level and who serves each community."),
 )
+MY_ORDERS = MenuItem(
+    "/orders", N_("My orders"), N_("What you booked, where it stands, and confirming a visit.")
+)
+OFFERS = MenuItem(
+    "/orders/offers", N_("Offers"), N_("Orders offered to you: accept or decline before they time out.")
+)
+OUR_ORDERS = MenuItem(
+    "/orders", N_("Our orders"), N_("Orders you accepted: assign a worker, check in, complete.")
+)
 PORTAL = MenuItem(
     "/portal", N_("Provider portal"), N_("Your profile, services, opening hours, staff and figures.")
+)
+REPORTS = MenuItem(
+    "/reports",
+    N_("Reports"),
+    N_("Monthly monitoring and quarterly evaluation, with charts and exports."),
 )
 
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
+        MY_ORDERS,
         MenuItem(
             "/my/household", N_("My household"), N_("Your level, what counts for it, and the data we keep.")
         ),
         CATALOG,
         *NOTIFICATIONS,
     ],
-    Role.PROVIDER_STAFF: [PORTAL, CATALOG, *NOTIFICATIONS],
-    Role.VOLUNTEER: [PORTAL, CATALOG, *NOTIFICATIONS],
+    Role.PROVIDER_STAFF: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
+    Role.VOLUNTEER: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
     Role.STEWARD: [
+        MenuItem(
+            "/dashboard",
+            N_("Today"),
+            N_("Escalated orders, overdue warnings and households not reached."),
+        ),
+        MenuItem(
+            "/orders/board",
+            N_("Dispatch board"),
+            N_("Orders no provider took: choose one. Orders still looking for a provider."),
+        ),
+        MenuItem("/orders", N_("Orders"), N_("The orders of your communities.")),
         MenuItem(
             "/households",
             N_("Households"),
@@ -59,11 +85,17 @@ MENUS: dict[Role, list[MenuItem]] = {
             "/warnings", N_("Warnings"), N_("Households that may need help now: visit, verify, decide.")
         ),
         MenuItem("/signals/new", N_("Report a signal"), N_("Something happened to a household: record it.")),
+        REPORTS,
         CATALOG,
         *NOTIFICATIONS,
     ],
     Role.ADMIN: [
+        MenuItem(
+            "/orders", N_("All orders"), N_("Every order, with filters by state, service, level and date.")
+        ),
+        MenuItem("/orders/board", N_("Dispatch board"), N_("Orders waiting for a steward's dispatch.")),
         MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
+        REPORTS,
         MenuItem(
             "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
         ),

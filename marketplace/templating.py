@@ -15,11 +15,11 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from markupsafe import Markup
 
-from marketplace import clock, i18n
+from marketplace import clock, formtokens, i18n
 from marketplace.auth import ROLE_LABELS, Role
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("marketplace", "households", "providers", "orders", "notifications")
+PACKAGES = ("marketplace", "households", "providers", "orders", "notifications", "reports")
 
 
 def mask_id_number(value: str | None) -> str:
@@ -103,6 +103,7 @@ def register_helpers(engine: JinjaTemplateEngine) -> None:
         page_query=page_query,
         level_badge=level_badge,
         now=clock.now,
+        once_input=formtokens.once_input,
     )
     env.filters.update(
         mask_id=mask_id_number,
