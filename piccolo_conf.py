@@ -15,5 +15,6 @@ APP_REGISTRY = AppRegistry(
         "households.piccolo_app",
         "providers.piccolo_app",
         "orders.piccolo_app",
+        "reports.piccolo_app",
     ]
 )

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from piccolo.columns.combination import WhereRaw
+
 from households import idnumbers, levels
 from households.levels import BUILTIN_GROUPS, CATEGORIES, Assessment, HouseholdFacts, MemberFacts, RuleSet
 from households.tables import (
@@ -502,23 +504,69 @@ class ListFilters:
     sort: str = "level"
 
 
+SHORT_SEARCH = 3  # characters: shorter patterns are a surname or a given name, and search names only
+
+
 def _search(q: str) -> Any:
-    """Name, phone, household code, or the last four characters of an ID number."""
+    """Name, phone, household code, or the last four characters of an ID number.
+
+    One or two characters search members' names only (a surname, a given name); codes,
+    addresses and phone numbers are searched by longer fragments.  Each kind of match is a
+    subquery of household ids, joined by UNION, so that PostgreSQL reads each through its own
+    index (see the households migration "household list indexes") and joins only the ids it found,
+    instead of testing every household of the district against every pattern.
+    """
     q = q.strip()
     if re.fullmatch(r"\d{3}[\dXx]", q):
         return Household.id.is_in(
             Member.select(Member.household).where(Member.id_masked.like(f"%{q.upper()}"))
         )
     if re.fullmatch(r"\d{5,11}", q):
-        return (Household.phone.like(f"%{q}%")) | Household.id.is_in(
-            Member.select(Member.household).where(Member.phone.like(f"%{q}%"))
+        return _households_where(
+            f"%{q}%", [(Household.id, Household.phone), (Member.household, Member.phone)]
         )
-    pattern = f"%{q.replace('%', '').replace('_', '')}%"
-    return (
-        _contains(Household.code, pattern)
-        | _contains(Household.address, pattern)
-        | Household.id.is_in(Member.select(Member.household).where(_contains(Member.name, pattern)))
+    text = q.replace("%", "").replace("_", "")
+    if len(text) < SHORT_SEARCH:
+        return Household.id.is_in(Member.select(Member.household).where(_name_contains(text)))
+    return _households_where(
+        f"%{text}%",
+        [(Household.id, Household.code), (Household.id, Household.address)],
+        names=text,
     )
+
+
+def _name_contains(text: str) -> Any:
+    """Members whose name contains ``text``, in any case.
+
+    On PostgreSQL the characters of the name are indexed (GIN over ``string_to_array``): a
+    name of two or three Chinese characters has no trigram to look up, but each of its
+    characters narrows the rows before the LIKE test.
+    """
+    condition = _contains(Member.name, f"%{text}%")
+    if db.is_postgres() and text:
+        condition &= WhereRaw('string_to_array(lower("name"), NULL) @> {}', list(text.lower()))
+    return condition
+
+
+def _households_where(pattern: str, sources: list[tuple[Any, Any]], names: str | None = None) -> Any:
+    """Households among the ids of rows where a column (or a member's name) contains ``pattern``."""
+    operator = "ILIKE" if db.is_postgres() else "LIKE"
+    selects = [_ids_where(id_column, column, operator) for id_column, column in sources]
+    args: list[Any] = [pattern] * len(sources)
+    if names is not None:
+        selects.append(_ids_where(Member.household, Member.name, operator))
+        args.append(pattern)
+        if db.is_postgres():
+            selects[-1] += ' AND string_to_array(lower("name"), NULL) @> {}'
+            args.append(list(names.lower()))
+    return WhereRaw(f'"{Household._meta.tablename}"."id" IN ({" UNION ".join(selects)})', *args)
+
+
+def _ids_where(id_column: Any, column: Any, operator: str) -> str:
+    """``SELECT id FROM table WHERE column <operator> {}``; the names come from the Table classes."""
+    table = column._meta.table._meta.tablename
+    ids, name = id_column._meta.db_column_name, column._meta.db_column_name
+    return f'SELECT "{ids}" FROM "{table}" WHERE "{name}" {operator} {{}}'  # noqa: S608
 
 
 def _contains(column: Any, pattern: str) -> Any:

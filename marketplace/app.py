@@ -22,7 +22,15 @@ from litestar.exceptions import (
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
@@ -60,6 +68,7 @@ ROUTE_MODULES = (
     "households.controllers",
     "providers.controllers",
     "orders.controllers",
+    "reports.controllers",
 )
 
 
@@ -218,12 +227,23 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Log the trace with the request id; show the person only that id."""
     _locale_from(request)
-    if _is_database_down(exc):
-        log.error("database unavailable", extra={"error": type(exc).__name__})
+    if _is_unavailable(exc):
+        log.error("dependency unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
         text = i18n.gettext(Unavailable.default_message)
         if wants_json(request):
-            return _problem(request, 503, "unavailable", text, [])
+            response = _problem(request, 503, "unavailable", text, [])
+            response.headers["Retry-After"] = "30"
+            return response
         return _page(503, text, [], headers={"Retry-After": "30"})
+    if _is_unstorable_input(exc):
+        # A value the database cannot hold: an id past 2**31 names no record (404), any other
+        # such value is bad input (400).
+        log.info("input out of the database's range", extra={"path": request.url.path})
+        status = 404 if any(_out_of_range(v) for v in request.path_params.values()) else 400
+        text = i18n.gettext(_HTTP_MESSAGES[status])
+        if wants_json(request):
+            return _problem(request, status, "not_found" if status == 404 else "invalid_request", text, [])
+        return _page(status, text, [])
     log.exception("unhandled error", extra={"path": request.url.path})
     text = i18n.gettext(
         N_(
@@ -237,21 +257,57 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return _page(500, text, [])
 
 
-def _is_database_down(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(exc)}
-    return bool(
-        names
-        & {
-            "ConnectionRefusedError",
-            "ConnectionDoesNotExistError",
-            "CannotConnectNowError",
-            "InterfaceError",
-            "ConnectionResetError",
-            "TooManyConnectionsError",
-            "AdminShutdownError",
-            "ConnectionFailureError",
-        }
-    )
+# asyncpg's errors for a server that is gone, restarting or refusing connections.
+_DATABASE_DOWN = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "InterfaceError",
+    "TooManyConnectionsError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "ConnectionFailureError",
+    "ConnectionRejectionError",
+    "PostgresConnectionError",
+    # asyncpg's state machine gives up on a connection the server ended in the middle of a query
+    "InternalClientError",
+}
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The database or Redis cannot be reached (a restart, an outage): the request may be retried."""
+    import redis.exceptions
+
+    for error in _chain(exc):
+        if isinstance(
+            error,
+            (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+        ):
+            return True
+        if isinstance(error, OSError) and "Connect call failed" in str(error):  # every address refused
+            return True
+        if type(error).__name__ in _DATABASE_DOWN:
+            return True
+    return False
+
+
+# PostgreSQL refuses a NUL character in text ("\x00" in a search, "\u0000" in JSON).
+_UNSTORABLE_TEXT = {"CharacterNotInRepertoireError", "UntranslatableCharacterError"}
+
+
+def _is_unstorable_input(exc: BaseException) -> bool:
+    """A value from the request that the database cannot take (past its integer range, a NUL character)."""
+    for error in _chain(exc):
+        if isinstance(error, OverflowError):  # sqlite3: larger than a 64-bit integer
+            return True
+        if type(error).__name__ == "DataError" and str(error).startswith("invalid input for query argument"):
+            return True
+        if type(error).__name__ in _UNSTORABLE_TEXT:
+            return True
+    return False
+
+
+def _out_of_range(value: Any) -> bool:
+    return isinstance(value, int) and not -(2**31) <= value < 2**31
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -261,6 +317,55 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return seen
+
+
+# -- the schema of errors -------------------------------------------------------------------------
+
+PROBLEM = "Problem"
+_PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    description="An error (RFC 9457 problem details), its message in the caller's language",
+    required=["type", "title", "status", "code", "detail", "errors", "request_id"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "code": Schema(type=OpenAPIType.STRING, description="validation_failed, not_found, unavailable, ..."),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            description="The fields at fault, each with what to fix",
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["field", "message"],
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+        ),
+        "request_id": Schema(type=OpenAPIType.STRING, description="Quote it when reporting a problem"),
+    },
+)
+
+
+def document_problems(app: Litestar) -> None:
+    """Every error an operation documents is what the error handlers send: a problem document.
+
+    Litestar describes its own errors as ``{status_code, detail, extra}`` in JSON; this service
+    answers every error with ``application/problem+json`` (see :func:`_problem`).
+    """
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    openapi = app.plugins.get(OpenAPIPlugin).provide_openapi()
+    openapi.components.schemas[PROBLEM] = _PROBLEM_SCHEMA
+    reference = Reference(ref=f"#/components/schemas/{PROBLEM}")
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            for status, response in ((operation.responses or {}) if operation else {}).items():
+                if status[0] in "45" and isinstance(response, OpenAPIResponse):
+                    response.content = {"application/problem+json": OpenAPIMediaType(schema=reference)}
 
 
 # -- lifespan ----------------------------------------------------------------------------------
@@ -344,6 +449,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
         ),
         response_cache_config=ResponseCacheConfig(),
         lifespan=[lifespan_for(settings, run_jobs)],
+        on_startup=[document_problems],
         state=State({"settings": settings}),
         request_max_body_size=50 * 1024 * 1024,
         logging_config=None,  # marketplace.logs configures logging once per process

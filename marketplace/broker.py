@@ -42,6 +42,7 @@ TASK_MODULES = (
     "households.tasks",
     "providers.tasks",
     "orders.tasks",
+    "reports.tasks",
     # Not actors: publishes each committed move to live watchers, in every process that moves orders.
     "orders.live",
 )

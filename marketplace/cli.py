@@ -218,6 +218,47 @@ def create_api_client(name: str, scopes: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option("--generate-only", is_flag=True, help="Generate the district and stop (no replay of orders).")
+@click.option("--households", type=click.IntRange(1, 9_999_999), default=50_000, show_default=True)
+@click.option("--providers", type=click.IntRange(0), default=400, show_default=True, help="Organizations.")
+@click.option("--volunteers", type=click.IntRange(0), default=2_000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="The same seed gives the same district.")
+def simulate(generate_only: bool, households: int, providers: int, volunteers: int, seed: int) -> None:
+    """Generate a realistic district: 9 streets, 120 communities, households, providers, volunteers.
+
+    Writes into the database of DATABASE_URL (the embedded SQLite file when unset), which must
+    not hold a simulated district already: use a fresh database.
+    """
+    from marketplace import db
+    from marketplace.simulation import report
+    from marketplace.simulation.generate import AlreadyGenerated, Sizes, generate
+
+    _setup()
+    if not generate_only:
+        raise click.ClickException(
+            "the replay of a day of orders is not available yet: run `cloudmarket simulate --generate-only`"
+        )
+    sizes = Sizes(households=households, providers=providers, volunteers=volunteers)
+
+    async def run() -> Any:
+        await _prepare_database(auto_migrate=get_settings().embedded)
+        await db.open_pool()
+        try:
+            with click.progressbar(length=sizes.units, label="Generating the district", show_pos=True) as bar:
+                return await generate(sizes, seed, bar.update)
+        finally:
+            await db.close_pool()
+
+    try:
+        summary = _run(run())
+    except AlreadyGenerated as exc:
+        raise click.ClickException(
+            f"this database holds a simulated district ({exc}) already: generate into a fresh database"
+        ) from exc
+    click.echo(report.format_summary(summary))
+
+
+@main.command()
 def check() -> None:
     """Check the configuration, the database, its migrations and Redis; exit 1 on a problem."""
     from marketplace import db, kv

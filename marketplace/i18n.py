@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("marketplace", "households", "providers", "orders", "notifications")
+PACKAGES = ("marketplace", "households", "providers", "orders", "notifications", "reports")
 SUPPORTED = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 # How each locale is named in its own language, for the language switcher.

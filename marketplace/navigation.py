@@ -44,6 +44,11 @@ OUR_ORDERS = MenuItem(
 PORTAL = MenuItem(
     "/portal", N_("Provider portal"), N_("Your profile, services, opening hours, staff and figures.")
 )
+REPORTS = MenuItem(
+    "/reports",
+    N_("Reports"),
+    N_("Monthly monitoring and quarterly evaluation, with charts and exports."),
+)
 
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
@@ -58,6 +63,11 @@ MENUS: dict[Role, list[MenuItem]] = {
     Role.PROVIDER_STAFF: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
     Role.VOLUNTEER: [OFFERS, OUR_ORDERS, PORTAL, CATALOG, *NOTIFICATIONS],
     Role.STEWARD: [
+        MenuItem(
+            "/dashboard",
+            N_("Today"),
+            N_("Escalated orders, overdue warnings and households not reached."),
+        ),
         MenuItem(
             "/orders/board",
             N_("Dispatch board"),
@@ -77,6 +87,7 @@ MENUS: dict[Role, list[MenuItem]] = {
             "/warnings", N_("Warnings"), N_("Households that may need help now: visit, verify, decide.")
         ),
         MenuItem("/signals/new", N_("Report a signal"), N_("Something happened to a household: record it.")),
+        REPORTS,
         CATALOG,
         *NOTIFICATIONS,
     ],
@@ -91,6 +102,7 @@ MENUS: dict[Role, list[MenuItem]] = {
             N_("What each provider served each month, in credits; close a month."),
         ),
         MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
+        REPORTS,
         MenuItem(
             "/admin/need-levels", N_("Need-level rules"), N_("The points each fact adds, and the thresholds.")
         ),

@@ -290,6 +290,10 @@ async def run_relay(stop: asyncio.Event, schedule_every: float = 5.0) -> None:
         while not stop.is_set():
             wakeup.clear()
             try:
+                if listener is not None and listener.is_closed():
+                    # PostgreSQL restarted: its connection is gone, and with it the wake-ups.
+                    listener = await _listen(wakeup)
+                    log.info("outbox relay listening again")
                 if loop.time() >= next_schedule:
                     await schedule_due()
                     next_schedule = loop.time() + schedule_every

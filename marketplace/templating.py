@@ -19,7 +19,7 @@ from marketplace import clock, formtokens, i18n
 from marketplace.auth import ROLE_LABELS, Role
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("marketplace", "households", "providers", "orders", "notifications")
+PACKAGES = ("marketplace", "households", "providers", "orders", "notifications", "reports")
 
 
 def mask_id_number(value: str | None) -> str:

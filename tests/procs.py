@@ -1,10 +1,11 @@
-"""Real processes for tests: `cloudmarket` commands, a private Redis, free ports."""
+"""Real processes for tests: `cloudmarket` commands, a private Redis or PostgreSQL, free ports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -154,3 +155,83 @@ def login(base_url: str, phone: str, password: str) -> httpx.Client:
     response = client.post("/login", data={"phone": phone, "password": password, "_csrf_token": token or ""})
     assert response.status_code == 302, response.text
     return client
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own in a temporary folder, to stop and start at will.
+
+    initdb and the server refuse to run as root: as root (CI) they run as the ``postgres``
+    user, which owns the folder.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data = root / "data"
+        self.logfile = root / "server.log"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.bin = _postgres_bin()
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = (
+                ["runuser", "-u", "postgres", "--", *command]
+                if shutil.which("runuser")
+                else ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
+            )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        if result.returncode != 0:
+            raise AssertionError(f"{args[0]} failed: {result.stdout}{result.stderr}\n{self.log()}")
+
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"
+        )
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n"
+            )
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; ``fast`` ends every session at once, as a restart does."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        binary = shutil.which("initdb")
+        if binary is None:
+            raise AssertionError("initdb is not installed (CI installs postgresql)")
+        return Path(binary).parent
+    return found[-1].parent
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own (trust auth, user postgres), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="cm-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    server = PrivatePostgres(root)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        if server.running():
+            with contextlib.suppress(Exception):
+                server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)

@@ -40,13 +40,25 @@ def conflict() -> None:
     raise Conflict()
 
 
+@get("/api/v1/test-only/redis-down", sync_to_thread=False)
+def redis_down() -> None:
+    import redis.exceptions
+
+    raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+
+@get("/test-only/database-down", sync_to_thread=False)
+def database_down() -> None:
+    raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5439)")
+
+
 @pytest.fixture(scope="module")
 def app():
     """An app of this module's own, so that its test-only routes reach no other test."""
     from marketplace.app import create_app
 
     app = create_app(run_jobs=False)
-    for handler in (boom, api_boom, sample, conflict):
+    for handler in (boom, api_boom, sample, conflict, redis_down, database_down):
         app.register(handler)
     return app
 
@@ -152,3 +164,47 @@ async def test_wrong_method_gets_a_readable_answer(client):
     response = await client.put("/healthz", headers={"accept-language": "en"})
     assert response.status_code == 405
     assert "This address does not accept this kind of request." in response.text
+
+
+async def test_an_outage_is_a_503_that_says_to_try_again(api, client):
+    response = await api.get("/api/v1/test-only/redis-down", headers={"accept-language": "en"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "30"
+    body = response.json()
+    assert body["code"] == "unavailable"
+    assert "try again in a minute" in body["detail"]
+    assert "6390" not in response.text  # where Redis lives is for the log only
+    page = await client.get("/test-only/database-down")
+    assert page.status_code == 503
+    assert "5439" not in page.text
+    assert "服务暂时不可用" in page.text
+
+
+async def test_an_id_past_the_databases_range_is_bad_input_not_a_server_error(logged_in):
+    admin, _ = await logged_in("admin")
+    for path in ("/api/v1/categories/371394323024/cost?level=2&units=1", "/api/v1/providers/4294967296"):
+        response = await admin.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["code"] == "not_found"
+
+
+async def test_a_nul_character_in_a_search_is_not_a_server_error(logged_in):
+    steward, _ = await logged_in("steward")
+    response = await steward.get("/hsds/organizations", params={"search": "药\x00"})
+    assert response.status_code in (200, 400), response.text  # SQLite takes it, PostgreSQL cannot
+
+
+async def test_the_schema_documents_errors_as_the_problems_they_are(api):
+    import jsonschema
+
+    from marketplace.app import create_app, document_problems
+
+    documented = create_app(run_jobs=False)
+    document_problems(documented)  # on start-up, in a served process
+    schema = documented.openapi_schema.to_schema()
+    bad_request = schema["paths"]["/api/v1/providers"]["get"]["responses"]["400"]
+    assert list(bad_request["content"]) == ["application/problem+json"]
+    problem = await api.get("/api/v1/providers", params={"per_page": "many"})
+    assert problem.status_code == 400
+    assert problem.headers["content-type"].startswith("application/problem+json")
+    jsonschema.validate(problem.json(), schema["components"]["schemas"]["Problem"])

@@ -17,5 +17,6 @@ async def test_demo_accounts_find_messages_in_their_inbox(worker, daytime):
     assert set(titles) == {"订单已接单：助餐", "2026年12月服务点数"}
     # (the households demo adds warnings for the steward to verify: counted in tests/households/test_demo.py)
     others = InboxItem.notification._.key.not_like("warning_assigned:warning:%")
-    assert await InboxItem.count().where(others) == 5
+    # offers to the provider, the accepted order and the month's credits to residents, a warning
+    assert await InboxItem.count().where(others) == 6
     assert "246810" in " ".join(r["text"] for r in await SandboxSms.select())

@@ -1,0 +1,1 @@
+"""Reports: monthly monitoring and quarterly evaluation, the steward's dashboard."""
