@@ -54,11 +54,14 @@ async def test_embedded_mode_starts_from_nothing(tmp_path: Path):
             assert home.status_code == 200, role
             assert "退出登录" in home.text
 
-        # The in-process worker runs jobs: the daily housekeeping ran and left the outbox empty
+        # The in-process worker runs jobs: the daily housekeeping ran and nothing due is left
+        # in the outbox (messages for later, such as offers' expiry, wait for their time)
         def housekeeping_done() -> bool:
             with sqlite3.connect(var / "cloudmarket.sqlite3") as db:
                 runs = db.execute("SELECT COUNT(*) FROM cm_scheduled_run").fetchone()[0]
-                waiting = db.execute("SELECT COUNT(*) FROM cm_outbox").fetchone()[0]
+                waiting = db.execute(
+                    "SELECT COUNT(*) FROM cm_outbox WHERE julianday(due_at) <= julianday('now')"
+                ).fetchone()[0]
             return runs >= 1 and waiting == 0
 
         await asyncio.to_thread(wait_until, housekeeping_done)
