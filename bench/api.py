@@ -26,6 +26,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -189,24 +190,7 @@ def main() -> None:
         peaks = {f"web process {n + 1}": peak_rss_mb(pid) for n, pid in enumerate(dep.pids("web"))}
         peaks["worker"] = peak_rss_mb(dep.pids("worker")[0])
 
-        ports = [free_port(), free_port()]
-        bare = [subprocess.Popen(_uvicorn(port), env=dep.env, cwd=ROOT) for port in ports]
-        try:
-            for port in ports:
-                _wait_for(f"http://127.0.0.1:{port}/insert")
-            inserted = http_load(
-                [
-                    HttpClient(
-                        url=f"http://127.0.0.1:{ports[i % 2]}/insert", body=lambda: {"payload": "x" * 40}
-                    )
-                    for i in range(CLIENTS)
-                ],
-                seconds=SECONDS,
-            )
-        finally:
-            for proc in bare:
-                proc.terminate()
-                proc.wait(30)
+        inserted = _bare_inserts(dep.env)
 
     print(f"   {CLIENTS} clients, {SECONDS} s, 2 web processes + 1 worker, {HOUSEHOLDS} households")
     _print("POST /api/v1/orders (bookings)", booked)
@@ -217,16 +201,42 @@ def main() -> None:
         figure(f"peak RSS during the bookings, {name}", mb, "MiB")
 
 
-def _wait_for(url: str, timeout: float = 60) -> None:
+def _bare_inserts(env: dict[str, str]) -> LoadResult:
+    """The bare app in two uvicorn processes under the same client load."""
+    ports = [free_port(), free_port()]
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in ports]
+        bare = [
+            subprocess.Popen(_uvicorn(port), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            for port, log in zip(ports, logs, strict=True)
+        ]
+        try:
+            for port, proc, log in zip(ports, bare, logs, strict=True):
+                if not _answers(f"http://127.0.0.1:{port}/insert", proc):
+                    log.seek(0)
+                    raise SystemExit(f"the bare app did not start:\n{log.read().decode(errors='replace')}")
+            clients = [
+                HttpClient(url=f"http://127.0.0.1:{ports[i % 2]}/insert", body=lambda: {"payload": "x" * 40})
+                for i in range(CLIENTS)
+            ]
+            return http_load(clients, seconds=SECONDS)
+        finally:
+            for proc in bare:
+                proc.terminate()
+                proc.wait(30)
+
+
+def _answers(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """Whether the server at ``url`` answers within ``timeout`` seconds (False if it exits)."""
     import httpx
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         with contextlib.suppress(httpx.HTTPError):
             httpx.get(url, timeout=2)
-            return
+            return True
         time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer in {timeout} s")
+    return False
 
 
 def _uvicorn(port: int) -> list[str]:
