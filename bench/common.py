@@ -1,17 +1,23 @@
 """What the benchmarks share: a fresh PostgreSQL database, deployments of real processes,
-an HTTP load generator (wrk), percentiles and a figure printer."""
+HTTP load generators (wrk, and ``http_load`` in Python for requests that differ per client),
+peak memory of processes, percentiles and a figure printer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from tests.procs import Proc, clean_env, cli, free_port
 from tests.procs import fresh_database as procs_fresh_database
@@ -119,6 +125,103 @@ def wrk(
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
     return WrkResult(rps, pct.get("50", 0.0), pct.get("90", 0.0), pct.get("99", 0.0), errors)
+
+
+@dataclass
+class HttpClient:
+    """One simulated client: where it posts, with which headers and cookies, and what body."""
+
+    url: str
+    body: Callable[[], Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    latencies_ms: list[float]
+    statuses: Counter[int]
+    failures: int
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def per_second(self) -> float:
+        """Successful requests per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.failures + sum(self.statuses.values()) - self.ok
+
+
+def http_load(clients: Sequence[HttpClient], *, seconds: float, warmup: float = 2.0) -> LoadResult:
+    """POST from every client at once, each waiting for its answer before the next request
+    (a closed loop), for ``warmup`` + ``seconds``; only the requests that start after the
+    warm-up count.  An ``Idempotency-Key`` header of ``"new"`` becomes a fresh key each time."""
+    return asyncio.run(_load(clients, seconds, warmup))
+
+
+async def _load(clients: Sequence[HttpClient], seconds: float, warmup: float) -> LoadResult:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    failures = 0
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + seconds
+
+    async def run(spec: HttpClient) -> None:
+        nonlocal failures
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(cookies=spec.cookies, timeout=60, limits=limits) as client:
+            while (now := time.perf_counter()) < stop_at:
+                headers = dict(spec.headers)
+                if headers.get("Idempotency-Key") == "new":
+                    headers["Idempotency-Key"] = uuid.uuid4().hex
+                try:
+                    response = await client.post(spec.url, json=spec.body(), headers=headers)
+                except httpx.HTTPError:
+                    if now >= measure_from:
+                        failures += 1
+                    continue
+                if now >= measure_from:
+                    latencies.append((time.perf_counter() - now) * 1000)
+                    statuses[response.status_code] += 1
+
+    await asyncio.gather(*(run(c) for c in clients))
+    return LoadResult(time.perf_counter() - measure_from, sorted(latencies), statuses, failures)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a process and its children, in MiB; read it before
+    the process ends."""
+    total = 0.0
+    for each in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def env_int(name: str, default: int) -> int:
+    """A size from the environment (``BENCH_...``), or its default."""
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    return int(raw) if raw else default
 
 
 def _ms(text: str) -> float:
