@@ -188,12 +188,13 @@ def load_actors() -> None:
         importlib.import_module(name)
 
 
-def new_worker(threads: int | None = None) -> dramatiq.Worker:
-    """A worker over every declared queue (not started)."""
+def new_worker(threads: int | None = None, queues: set[str] | None = None) -> dramatiq.Worker:
+    """A worker over ``queues``, or every declared queue (not started)."""
     settings = get_settings()
     load_actors()
     return dramatiq.Worker(
         broker,
+        queues=queues,
         worker_threads=threads or settings.worker_threads,
         worker_timeout=settings.worker_timeout_ms,
     )

@@ -103,10 +103,16 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 @click.option(
     "--threads", type=int, default=None, help="Actor threads (default: CLOUDMARKET_WORKER_THREADS)."
 )
-def worker(threads: int | None) -> None:
+@click.option(
+    "--queues",
+    default="",
+    help="Only these queues, comma-separated (default: all), e.g. routing,routing_urgent "
+    "for workers that do nothing but route.",
+)
+def worker(threads: int | None, queues: str) -> None:
     """Run actors and relay the outbox; run any number of these beside the web processes."""
     from marketplace import db, outbox
-    from marketplace.broker import new_worker
+    from marketplace.broker import broker, load_actors, new_worker
 
     _setup()
     settings = get_settings()
@@ -114,6 +120,15 @@ def worker(threads: int | None) -> None:
         raise click.ClickException(
             "REDIS_URL is not set: in embedded mode `cloudmarket serve` runs the jobs itself"
         )
+    chosen = {q.strip() for q in queues.split(",") if q.strip()} or None
+    if chosen:
+        load_actors()
+        declared = broker.get_declared_queues()
+        unknown = sorted(chosen - declared)
+        if unknown:
+            raise click.ClickException(
+                f"no such queue: {', '.join(unknown)}; the queues are {', '.join(sorted(declared))}"
+            )
 
     async def run() -> None:
         await _prepare_database(auto_migrate=False)
@@ -122,11 +137,14 @@ def worker(threads: int | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        w = new_worker(threads)
+        w = new_worker(threads, chosen)
         w.start()
         log.info(
             "worker started",
-            extra={"threads": w.worker_threads, "queues": ",".join(sorted(w.broker.get_declared_queues()))},
+            extra={
+                "threads": w.worker_threads,
+                "queues": ",".join(sorted(chosen or w.broker.get_declared_queues())),
+            },
         )
         try:
             await outbox.run_relay(stop)

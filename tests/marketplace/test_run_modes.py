@@ -237,3 +237,26 @@ def test_worker_refuses_embedded_mode_with_a_reason(tmp_path):
     result = cli(["worker"], clean_env(CLOUDMARKET_VAR_DIR=str(tmp_path)))
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr
+
+
+@pytest.mark.postgres
+async def test_a_worker_can_be_given_some_queues_only(fresh_database, tmp_path):
+    with private_redis() as (redis_port, _):
+        env = clean_env(
+            DATABASE_URL=fresh_database,
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            CLOUDMARKET_SECRET_KEY="deploy-secret",
+            CLOUDMARKET_DATA_KEY="deploy-data-key",
+            CLOUDMARKET_VAR_DIR=str(tmp_path / "var"),
+        )
+        assert (await asyncio.to_thread(cli, ["migrate"], env)).returncode == 0
+        wrong = await asyncio.to_thread(cli, ["worker", "--queues", "routing,nope"], env)
+        assert wrong.returncode != 0
+        assert "no such queue: nope" in wrong.stderr and "routing_urgent" in wrong.stderr
+
+        routing = Proc(["worker", "--queues", "routing, routing_urgent"], env, "routing-worker")
+        try:
+            await asyncio.to_thread(wait_until, lambda: "worker started" in routing.output(), 60)
+            assert "queues=routing,routing_urgent" in routing.output()
+        finally:
+            routing.stop()
