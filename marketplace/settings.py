@@ -180,12 +180,6 @@ class Settings:
     quiet_hours: str = field(default_factory=lambda: _env("CLOUDMARKET_QUIET_HOURS", "22:00-07:00"))
     """CLOUDMARKET_QUIET_HOURS: default quiet hours for new users, local time; empty for none."""
 
-    credits_prorate: bool = False
-    """CLOUDMARKET_CREDITS_PRORATE: a household that gets its level mid-month gets that month's credits
-    for the days left (true) or in full (false)."""
-
-    booking_days_ahead: int = field(default_factory=lambda: _int("CLOUDMARKET_BOOKING_DAYS_AHEAD", 30))
-    """CLOUDMARKET_BOOKING_DAYS_AHEAD: how far ahead a service can be booked, in days."""
     routing_pool_size: int = field(default_factory=lambda: _int("CLOUDMARKET_ROUTING_POOL_SIZE", 5))
     """CLOUDMARKET_ROUTING_POOL_SIZE: how many providers see an open-pool order at once."""
 
@@ -194,6 +188,13 @@ class Settings:
 
     auto_confirm_days: int = field(default_factory=lambda: _int("CLOUDMARKET_AUTO_CONFIRM_DAYS", 3))
     """CLOUDMARKET_AUTO_CONFIRM_DAYS: a served order nobody confirmed or disputed is confirmed after this."""
+
+    credits_prorate: bool = False
+    """CLOUDMARKET_CREDITS_PRORATE: a household that gets its level mid-month gets that month's credits
+    for the days left (true) or in full (false)."""
+
+    booking_days_ahead: int = field(default_factory=lambda: _int("CLOUDMARKET_BOOKING_DAYS_AHEAD", 30))
+    """CLOUDMARKET_BOOKING_DAYS_AHEAD: how far ahead a service can be booked, in days."""
 
     def __post_init__(self) -> None:
         # Fields that depend on var_dir or on the mode are filled here, once.

@@ -603,7 +603,7 @@ WAITING_FOR_SERVICE = (*WAITING_FOR_ACCEPT, State.ACCEPTED)
 
 
 async def _sla_missed(order: dict[str, Any], target: str, due_at: datetime) -> None:
-    await moves.record(order["id"], f"sla_{target}_missed", detail={"due_at": due_at.isoformat()})
+    await moves.record(order["id"], "sla_missed", detail={"target": target, "due_at": due_at.isoformat()})
     context = await order_context(order)
     await tell(
         "sla_missed",
@@ -618,6 +618,11 @@ async def _sla_missed(order: dict[str, Any], target: str, due_at: datetime) -> N
         f"order:{order['id']}:sla:{target}",
         urgent=order["level"] == URGENT_LEVEL,
     )
+
+
+def _detail(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {}
 
 
 async def watch_sla() -> int:
@@ -644,9 +649,10 @@ async def watch_sla() -> int:
         ids = [order["id"] for order in overdue]
         notified = {
             row["order"]
-            for row in await OrderEvent.select(OrderEvent.order).where(
-                OrderEvent.order.is_in(ids or [0]) & (OrderEvent.kind == "sla_service_missed")
+            for row in await OrderEvent.select(OrderEvent.order, OrderEvent.detail).where(
+                OrderEvent.order.is_in(ids or [0]) & (OrderEvent.kind == "sla_missed")
             )
+            if _detail(row["detail"]).get("target") == "service"
         }
         for order in overdue:
             if order["id"] in notified:

@@ -60,6 +60,15 @@ async def watch_sla(slot: str) -> None:
     await dispatch.watch_sla()
 
 
+@periodic(every(3600))
+@task(queue="routing")
+async def auto_confirm(slot: str) -> None:
+    """Confirm served orders nobody confirmed or disputed in time (every hour)."""
+    from orders import fulfilment
+
+    await fulfilment.auto_confirm_due()
+
+
 # -- credits ------------------------------------------------------------------------------------
 
 

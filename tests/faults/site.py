@@ -79,6 +79,7 @@ class Deployment:
             **settings,
         )
         self.procs: list[Proc] = []
+        self.clients: list[httpx.Client] = []  # closed before the processes stop, which waits for them
         self.creds: dict[str, tuple[str, str]] = {}
         self.token = ""
 
@@ -151,6 +152,8 @@ class Deployment:
         return "\n".join(f"--- {p.log.name}\n{p.output()[-4000:]}" for p in self.procs)
 
     def stop(self) -> None:
+        for client in self.clients:
+            client.close()
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 proc.stop(timeout=5)  # what they do after the test does not matter: no long goodbyes

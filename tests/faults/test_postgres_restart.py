@@ -52,6 +52,7 @@ def test_postgres_restarted_under_load(site: tuple[Deployment, PrivatePostgres])
     _, base = deployed.serve()
     deployed.worker()
     steward = deployed.login(base, "steward")
+    deployed.clients.append(steward)
     ready = f"{base}/readyz"
 
     # Given another department sending signals from several threads
@@ -115,6 +116,7 @@ def test_postgres_restarted_under_load(site: tuple[Deployment, PrivatePostgres])
 
         # and the worker's relay and actors picked up again: every warning reached its steward
         wait_until(lambda: deployed.everyone_told(), timeout=120, what="every warning's notification")
+        assert deployed.scalar("SELECT COUNT(*) FROM cm_job_failure") == 0  # no job gave up on the outage
         # the relay listens for new messages again on a connection of its own
         wait_until(
             lambda: deployed.scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"),

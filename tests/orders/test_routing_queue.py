@@ -124,3 +124,43 @@ async def test_the_periodic_sla_watch_tells_the_steward_through_the_queue(world,
     await outbox.schedule_due()
     await run_jobs(worker)
     assert await Notification.count().where(Notification.event == "sla_missed") == 1
+
+
+async def test_booked_by_the_resident_to_confirmed_through_the_queue(orders_world, worker, make_user):
+    from marketplace import accounts
+    from marketplace.auth import LinkKind, Role
+    from orders import booking, credits, fulfilment
+    from tests.orders.conftest import principal, tomorrow_window
+
+    w = orders_world
+    staff_user = await make_user("provider_staff")
+    await accounts.link(staff_user["id"], LinkKind.PROVIDER, w.provider)
+    staff = principal(staff_user["id"], Role.PROVIDER_STAFF, provider=[w.provider])
+    start, end = tomorrow_window()
+
+    # Booking reserves the credits and sends the routing message in one transaction
+    order = await booking.book(
+        w.resident, {"category": "cleaning", "window_start": start.isoformat(), "window_end": end.isoformat()}
+    )
+    await run_jobs(worker)
+    [offer] = await open_offers(order["id"])
+    assert offer["provider"] == w.provider and offer["offering"] == w.offerings["cleaning"]
+
+    await dispatch.accept(offer["id"], staff)
+    await fulfilment.check_in(staff, order["id"])
+    await fulfilment.check_out(staff, order["id"])
+    await fulfilment.confirm(w.resident, order["id"], rating=5)
+    await run_jobs(worker)
+
+    assert await order_state(order["id"]) == "confirmed"
+    assert order["credits"] > 0
+    assert (await credits.balance(w.household)).reserved == 0
+    kinds = {e["kind"]: e for e in await credits.entries(w.household) if e["order"] == order["id"]}
+    assert set(kinds) == {"reserve", "consume"}
+    assert kinds["consume"]["reserved_change"] == -order["credits"]
+    assert await credits.check() == []
+    events = {
+        n["event"]
+        for n in await Notification.select(Notification.event).where(Notification.user == w.resident.user_id)
+    }
+    assert {"order_accepted", "worker_on_the_way", "order_done", "confirmation_code"} <= events
