@@ -21,19 +21,24 @@ from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError, NotFound
 from marketplace.i18n import gettext
 from marketplace.pagination import PageNumber, PerPage
-from orders import booking, dispatch, idempotency, lifecycle, live, queries, settlement
+from orders import booking, dispatch, fulfilment, idempotency, lifecycle, live, queries, settlement
 from orders.lifecycle import State
 from orders.schemas import (
     ActionOut,
+    AssignIn,
     BookIn,
+    CodeIn,
+    ConfirmIn,
     ConsentCodeIn,
     ConsentOut,
     CreditsOut,
     DispatchIn,
+    NoteIn,
     OfferPage,
     OrderOut,
     OrderPage,
     ReasonIn,
+    SettleIn,
     SettlementPage,
     credits_out,
     offer_page,
@@ -351,12 +356,32 @@ def _offer_of(data: dict[str, Any]) -> int:
     return offer
 
 
-# The visit and after (worker, check-in and -out, confirmation, complaints) come with orders.fulfilment.
-FULFILMENT_ACTIONS: frozenset[str] = frozenset()
+FULFILMENT_ACTIONS = frozenset(
+    {"assign", "start", "complete", "confirm", "code", "dispute", "settle", "fail"}
+)
 
 
 async def fulfilment_action(p: Any, order_id: int, action: str, data: dict[str, Any]) -> None:
-    raise NotFound()
+    """The visit and after: worker, check-in and -out, confirmation, complaints, no-shows."""
+    note = str(data.get("note") or "")
+    if action == "assign":
+        await fulfilment.assign_worker(p, order_id, _int(str(data.get("worker") or "")) or 0)
+    elif action == "start":
+        await fulfilment.check_in(p, order_id, note=note)
+    elif action == "complete":
+        await fulfilment.check_out(p, order_id, note=note)
+    elif action == "confirm":
+        await fulfilment.confirm(
+            p, order_id, rating=data.get("rating"), comment=str(data.get("comment") or "")
+        )
+    elif action == "code":
+        await fulfilment.confirm_with_code(order_id, str(data.get("code") or ""), principal=p)
+    elif action == "dispute":
+        await fulfilment.dispute(p, order_id, note=note)
+    elif action == "settle":
+        await fulfilment.settle_dispute(p, order_id, upheld=data.get("upheld") == "yes", note=note)
+    else:
+        await fulfilment.fail(p, order_id, note=note)
 
 
 PAGE_ACTIONS = frozenset({"cancel", "accept", "decline", "dispatch", *FULFILMENT_ACTIONS})
@@ -536,6 +561,92 @@ class OrderWriteApi(Controller):
                 request.user, order_id, data.offering_id, override=data.capacity_override, reason=data.reason
             )
             return action_out(order)
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/assign", summary="Assign a worker (the provider serving it)")
+    async def assign(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[AssignIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.assign_worker(request.user, order_id, data.worker_id))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/check-in", summary="Check in at the home: the service starts")
+    async def check_in(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[NoteIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.check_in(request.user, order_id, note=data.note))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post(
+        "/{order_id:int}/check-out", summary="Check out: the service is done; the resident is texted a code"
+    )
+    async def check_out(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[NoteIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.check_out(request.user, order_id, note=data.note))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/confirm", summary="Confirm and rate a served order (resident or steward)")
+    async def confirm(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[ConfirmIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            order = await fulfilment.confirm(request.user, order_id, rating=data.rating, comment=data.comment)
+            return action_out(order)
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/confirm-code", summary="Confirm with the code the resident was texted (provider)")
+    async def confirm_code(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[CodeIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.confirm_with_code(order_id, data.code, principal=request.user))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/dispute", summary="Complain about a served order (resident)")
+    async def dispute(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[NoteIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.dispute(request.user, order_id, note=data.note))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/settle-dispute", summary="Settle a complaint (stewards)", guards=STEWARDS)
+    async def settle(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[SettleIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            order = await fulfilment.settle_dispute(
+                request.user, order_id, upheld=data.upheld, note=data.note
+            )
+            return action_out(order)
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{order_id:int}/fail", summary="Record that the order could not be served (no-show)")
+    async def fail(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[NoteIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await fulfilment.fail(request.user, order_id, note=data.note))
 
         return await once(request, idempotency_key, ActionOut, handler)
 

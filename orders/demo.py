@@ -18,7 +18,7 @@ from marketplace.auth import LinkKind, Principal, Role
 from marketplace.demo import DemoContext
 from marketplace.errors import DomainError
 from marketplace.tables import Category
-from orders import booking, dispatch, settlement
+from orders import booking, dispatch, fulfilment, settlement
 from providers.tables import Offering
 
 log = logging.getLogger("cloudmarket.demo")
@@ -60,14 +60,18 @@ async def seed(ctx: DemoContext) -> None:
     demo = _Demo(ctx, steward, admin, offering["id"])
     home = households["QX-YH-0001"]
     # The demo resident's household: one of each thing a resident does.
-    await demo.book(home, "cleaning", 1, then=("dispatch",), note="请先打电话，门铃坏了。")
-    await demo.book(home, "cleaning", 3, then=("route",))
+    await demo.book(
+        home, "cleaning", 1, then=("dispatch", "start", "complete"), note="请先打电话，门铃坏了。"
+    )
+    await demo.book(home, "cleaning", 3, then=("dispatch",))
+    await demo.book(home, "cleaning", 4, then=("dispatch", "start", "complete", "confirm"))
     await demo.book(home, "meals", 5, then=("cancel",))
     # Other households of the steward's communities.
     other = households["QX-XY-0001"]
     # Offered to the care centre (the resident chose it on the shelves), waiting for its answer.
     await demo.book(other, "cleaning", 2, then=("route",), chosen=True)
-    await demo.book(other, "cleaning", 6, then=("dispatch",))
+    await demo.book(other, "cleaning", 6, then=("dispatch", "start"))
+    await demo.book(other, "cleaning", 7, then=("dispatch", "fail"))
     await demo.book(households["QX-XY-0002"], "cleaning", 2, then=("escalate",))
     await settlement.refresh(settlement.month_of(clock.now()))
 
@@ -124,6 +128,14 @@ class _Demo:
         elif step == "dispatch":
             order = await dispatch.escalate(order, "no_candidate")
             order = await dispatch.dispatch_to(self.steward, order_id, self.offering)
+        elif step == "start":
+            order = await fulfilment.check_in(self.admin, order_id)
+        elif step == "complete":
+            order = await fulfilment.check_out(self.admin, order_id, note="打扫了厨房和卫生间，倒了垃圾。")
+        elif step == "confirm":
+            order = await fulfilment.confirm(resident, order_id, rating=5, comment="师傅很细心。")
+        elif step == "fail":
+            order = await fulfilment.fail(self.admin, order_id, note="服务人员生病，未能上门。")
         elif step == "cancel":
             order = await booking.cancel(resident, order_id, reason="家人这周回来照顾。")
         return order

@@ -684,15 +684,26 @@ class Actions:
 def actions_for(p: Principal, order: dict[str, Any], offers: list[dict[str, Any]]) -> Actions:
     state = order["state"]
     actions = Actions()
+    disputed = order["dispute"] == "open"
     if p.role == Role.RESIDENT:
         actions.cancel = lifecycle.can("cancel", state)
+        actions.confirm = state == State.COMPLETED and not disputed
+        actions.dispute = state == State.COMPLETED and not order["dispute"]
     elif p.role in (Role.PROVIDER_STAFF, Role.VOLUNTEER):
         if state in (State.OFFERED, State.ROUTING):
             actions.accept_offer = next((o["id"] for o in offers if o["state"] == "open"), None)
-        # Serving it (worker, check-in and -out) comes with orders.fulfilment.
+        if is_provider_of(p, order):
+            actions.assign = state in (State.ACCEPTED, State.IN_SERVICE)
+            actions.start = state == State.ACCEPTED
+            actions.complete = state == State.IN_SERVICE
+            actions.code = state == State.COMPLETED and not disputed
+            actions.fail = lifecycle.can("fail", state)
     elif p.role in (Role.STEWARD, Role.ADMIN):
         actions.cancel = lifecycle.can("cancel", state)
         actions.dispatch = state == State.ESCALATED
+        actions.confirm = state == State.COMPLETED and not disputed
+        actions.settle = disputed
+        actions.fail = lifecycle.can("fail", state)
     return actions
 
 

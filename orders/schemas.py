@@ -169,7 +169,7 @@ class NoteIn(Struct, kw_only=True):
 
 
 class ConfirmIn(Struct, kw_only=True):
-    rating: Annotated[int | None, Meta(ge=1, le=5)] = None
+    rating: Annotated[int, Meta(ge=1, le=5)] | None = None
     comment: str = ""
 
 

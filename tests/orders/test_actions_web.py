@@ -266,6 +266,76 @@ async def test_settlements_for_admins(orders_world, make_client):
     assert (await resident.get("/admin/settlements")).status_code == 403
 
 
+async def test_a_provider_serves_and_the_resident_confirms_and_rates(orders_world, make_client, make_user):
+    from marketplace import accounts
+    from marketplace.auth import LinkKind
+    from providers.tables import Worker
+
+    order = await _booked(orders_world, make_client)
+    await sc.offer(order["id"], orders_world.provider, orders_world.offerings["cleaning"])
+    staff_user = await make_user("provider_staff")
+    await accounts.link(staff_user["id"], LinkKind.PROVIDER, orders_world.provider)
+    await Worker.insert(Worker(provider=orders_world.provider, name="钱师傅", phone="13900009999"))
+    staff = await login(make_client, staff_user)
+    url = f"/orders/{order['id']}"
+
+    async def step(client, action: str, **fields: str):
+        page = await client.get(url)
+        assert f'action="{url}/{action}"' in page.text, action
+        answer = await client.post_form(f"{url}/{action}", {"_once": once_token(page.text), **fields})
+        assert answer.status_code in (302, 303), answer.text
+        return answer
+
+    page = await staff.get(url)
+    await step(staff, "accept", offer=re.search(r'name="offer" value="(\d+)"', page.text).group(1))
+    worker = (await Worker.select(Worker.id).first())["id"]
+    await step(staff, "assign", worker=str(worker))
+    await step(staff, "start")
+    await step(staff, "complete", note="打扫了厨房和卫生间")
+    resident = await login(make_client, orders_world.resident_user)
+    shown = await resident.get(url)
+    assert "钱师傅" in shown.text and "打扫了厨房和卫生间" in shown.text
+    await step(resident, "confirm", rating="5", comment="很好")
+    done = await Order.select(Order.state, Order.rating).first()
+    assert (done["state"], done["rating"]) == ("confirmed", 5)
+    final = await resident.get(url)
+    assert 'action="' + url + '/confirm"' not in final.text  # nothing left to do
+    # The live feed of a confirmed order says so and ends.
+    feed = await resident.get(f"{url}/live")
+    assert '"confirmed"' in feed.text
+
+
+async def test_a_complaint_goes_to_the_steward_who_settles_it(orders_world, make_client, make_user):
+    from marketplace.auth import Role
+    from orders import fulfilment
+    from tests.orders.conftest import principal
+
+    order = await _booked(orders_world, make_client)
+    await sc.accept(order["id"], orders_world.provider, orders_world.offerings["cleaning"])
+    staff_user = await make_user("provider_staff")
+    staff = principal(staff_user["id"], Role.PROVIDER_STAFF, provider=[orders_world.provider])
+    await fulfilment.check_in(staff, order["id"])
+    await fulfilment.check_out(staff, order["id"])
+    resident = await login(make_client, orders_world.resident_user)
+    url = f"/orders/{order['id']}"
+    page = await resident.get(url)
+    empty = await resident.post_form(f"{url}/dispute", {"_once": once_token(page.text), "note": " "})
+    assert empty.status_code == 422 and 'id="f-note-error"' in empty.text
+    sent = await resident.post_form(
+        f"{url}/dispute", {"_once": once_token(empty.text), "note": "没有打扫干净"}
+    )
+    assert sent.status_code in (302, 303)
+    steward = await login(make_client, orders_world.steward_user)
+    page = await steward.get(url)
+    assert "没有打扫干净" in page.text
+    settled = await steward.post_form(
+        f"{url}/settle", {"_once": once_token(page.text), "upheld": "yes", "note": "核实属实，退回点数"}
+    )
+    assert settled.status_code in (302, 303), settled.text
+    after = await Order.select(Order.state, Order.dispute).first()
+    assert (after["state"], after["dispute"]) == ("confirmed", "upheld")
+
+
 async def test_an_administrator_closes_a_month(orders_world, make_client):
     from orders.tables import Settlement
 

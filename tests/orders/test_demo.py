@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from marketplace import demo
-from orders.tables import CreditEntry, Order
+from orders.tables import CreditEntry, Order, Settlement
 from tests.conftest import run_jobs
 
 
@@ -13,8 +13,10 @@ async def test_the_demo_has_orders_in_every_lasting_state(worker, make_client):
     creds = await demo.seed_demo()
     await run_jobs(worker)  # the routing messages of the booked orders: the demo states stay
     states = {row["state"] for row in await Order.select(Order.state)}
-    assert {"offered", "escalated", "accepted", "cancelled"} <= states
+    assert {"offered", "escalated", "accepted", "in_service", "completed", "confirmed", "cancelled",
+            "failed"} <= states  # fmt: skip
     assert await CreditEntry.exists().where(CreditEntry.kind == "grant")
+    assert await Settlement.exists()
     logins = {c.role: c for c in creds}
 
     async def client_of(role: str):
@@ -24,9 +26,12 @@ async def test_the_demo_has_orders_in_every_lasting_state(worker, make_client):
 
     resident = await client_of("resident")
     mine = await resident.get("/orders")
-    assert len(set(re.findall(r"CS\d{8}-\d{6}", mine.text))) == 3
+    assert len(set(re.findall(r"CS\d{8}-\d{6}", mine.text))) == 4
+    completed = await Order.select(Order.id).where(Order.state == "completed").first()
+    page = await resident.get(f"/orders/{completed['id']}")
+    assert f'action="/orders/{completed["id"]}/confirm"' in page.text
     steward = await client_of("steward")
     escalated = await Order.select(Order.number).where(Order.state == "escalated").first()
     assert escalated["number"] in (await steward.get("/orders/board")).text
     staff = await client_of("provider_staff")
-    assert len(set(re.findall(r"CS\d{8}-\d{6}", (await staff.get("/orders")).text))) >= 3
+    assert len(set(re.findall(r"CS\d{8}-\d{6}", (await staff.get("/orders")).text))) >= 4
