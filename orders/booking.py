@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from households.tables import Household, Member
+from households.validation import MOBILE_RE
 from marketplace import audit, clock, crypto, db, outbox, ratelimit
 from marketplace.auth import LinkKind, Principal, Role
 from marketplace.catalog import NEED_LEVELS, credit_cost, localized
@@ -278,19 +279,27 @@ def _matches(consent_id: int, code: str, stored: str) -> bool:
 
 
 async def consent_phone(household_id: int) -> str | None:
-    """Where a consent code goes: a member who uses a phone, else the household's phone; None if nobody."""
+    """Where a consent code goes: the mobile of a member who uses a phone, else the household's
+    mobile; None when nobody uses a phone or no mobile is on record."""
+    if not await _uses_a_phone(household_id):
+        return None
+    return await household_mobile(household_id)
+
+
+async def household_mobile(household_id: int) -> str | None:
+    """A mobile number that reaches the household by SMS: a member who uses a phone first, then
+    the household's own number; None when only landlines are on record."""
     members = (
         await Member.select(Member.phone, Member.can_use_phone)
         .where(Member.household == household_id)
         .order_by(Member.id)
     )
     for member in members:
-        if member["can_use_phone"] and member["phone"]:
+        if member["can_use_phone"] and MOBILE_RE.match(member["phone"] or ""):
             return str(member["phone"])
-    if not any(member["can_use_phone"] for member in members):
-        return None
     household = await Household.select(Household.phone).where(Household.id == household_id).first()
-    return str(household["phone"]) if household and household["phone"] else None
+    phone = str(household["phone"]) if household and household["phone"] else ""
+    return phone if MOBILE_RE.match(phone) else None
 
 
 async def _uses_a_phone(household_id: int) -> bool:

@@ -36,7 +36,7 @@ from marketplace.errors import Conflict, NotFound, PermissionDenied, ValidationF
 from marketplace.i18n import N_
 from marketplace.settings import get_settings
 from marketplace.tables import Category, User, UserLink
-from orders import moves, routing, stats
+from orders import booking, moves, routing, stats
 from orders.lifecycle import IllegalMove, State
 from orders.tables import Offer, Order, OrderEvent
 from providers import load
@@ -118,12 +118,13 @@ async def stewards_for(household_id: int) -> list[int]:
 
 
 async def residents_for(household_id: int) -> list[int | str]:
-    """Who hears about a household's orders: its resident accounts, else the household's phone."""
+    """Who hears about a household's orders: its resident accounts, else a mobile of the household
+    (SMS only; a household with landlines alone hears through its steward)."""
     users = await _active(await _linked_users(LinkKind.HOUSEHOLD, household_id), Role.RESIDENT)
     if users:
         return list(users)
-    row = await Household.select(Household.phone).where(Household.id == household_id).first()
-    return [row["phone"]] if row and row["phone"] else []
+    mobile = await booking.household_mobile(household_id)
+    return [mobile] if mobile else []
 
 
 async def provider_users(provider_id: int) -> list[int]:

@@ -429,3 +429,17 @@ async def test_twenty_bookings_at_once_against_credits_for_three(orders_world):
     assert await credits.balance(household) == Balance(0, 72)
     assert await OutboxMessage.count().where(OutboxMessage.actor == "orders.tasks.route_order") == 3
     assert await credits.check() == []
+
+
+async def test_only_mobiles_receive_texts_a_landline_household_is_told_through_its_steward(orders_world):
+    from orders import booking, dispatch
+
+    landline_only = await new_household(orders_world.community, phone_user=False, phone="025-85550102")
+    assert await booking.household_mobile(landline_only) is None
+    assert await booking.consent_phone(landline_only) is None
+    assert await dispatch.residents_for(landline_only) == []
+
+    with_mobile = await new_household(orders_world.community, phone_user=True, phone="025-85550103")
+    mobile = await booking.household_mobile(with_mobile)
+    assert mobile is not None and mobile.startswith("1")
+    assert await dispatch.residents_for(with_mobile) == [mobile]
