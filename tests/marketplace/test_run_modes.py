@@ -143,14 +143,15 @@ async def test_production_mode_with_several_web_and_worker_processes(fresh_datab
             assert codes == [401] * 5
             assert await asyncio.to_thread(attempt, ports[1], creds["resident"][1]) == 429
 
-            # The worker relays the outbox and runs the jobs (the daily housekeeping)
+            # The worker relays the outbox and runs the jobs (the daily housekeeping); messages due
+            # later (offers' expiry) wait for their time
             import asyncpg
 
             async def jobs_done() -> bool:
                 conn = await asyncpg.connect(fresh_database)
                 try:
                     runs = await conn.fetchval("SELECT COUNT(*) FROM cm_scheduled_run")
-                    waiting = await conn.fetchval("SELECT COUNT(*) FROM cm_outbox")
+                    waiting = await conn.fetchval("SELECT COUNT(*) FROM cm_outbox WHERE due_at <= now()")
                 finally:
                     await conn.close()
                 return runs >= 1 and waiting == 0
