@@ -73,6 +73,13 @@ def update(package: str) -> None:
         _write(path, catalog)
 
 
+def _complete(string: object) -> bool:
+    """A translation with text in every form (a plural's forms are a tuple)."""
+    if isinstance(string, tuple | list):
+        return bool(string) and all(string)
+    return bool(string)
+
+
 def untranslated(locale: str = "zh_CN") -> list[tuple[str, str]]:
     """(package, message id) of every string in the code without a translation in ``locale``."""
     missing: list[tuple[str, str]] = []
@@ -85,14 +92,16 @@ def untranslated(locale: str = "zh_CN") -> list[tuple[str, str]]:
             with path.open("rb") as fh:
                 translated = {m.id: m.string for m in read_po(fh, locale=locale) if m.id and not m.fuzzy}
         for message in extract(package):
-            if message.id and not translated.get(message.id):
+            if message.id and not _complete(translated.get(message.id)):
                 text = message.id if isinstance(message.id, str) else message.id[0]
                 missing.append((package, text))
     return missing
 
 
 def fill(package: str, source: Path) -> None:
-    """Put translations from a JSON file ``{"message id": "译文"}`` into a package's zh_CN catalog."""
+    """Put translations from a JSON file ``{"message id": "译文"}`` into a package's zh_CN catalog.
+
+    A plural message is named by its singular id; Chinese has one form, used for every number."""
     import json
 
     path = po_path(package, "zh_CN")
@@ -100,8 +109,9 @@ def fill(package: str, source: Path) -> None:
         catalog = read_po(fh, locale="zh_CN")
     wanted = json.loads(source.read_text(encoding="utf-8"))
     for message in catalog:
-        if message.id in wanted:
-            message.string = wanted[message.id]
+        key = message.id[0] if isinstance(message.id, tuple) else message.id
+        if key in wanted:
+            message.string = (wanted[key],) if isinstance(message.id, tuple) else wanted[key]
             message.flags.discard("fuzzy")
     _write(path, catalog)
 
