@@ -88,16 +88,21 @@ def fresh_database():
         yield url
 
 
+def production_env(database_url: str, redis_port: int, tmp_path: Path) -> dict[str, str]:
+    """The environment of a production deployment on ``database_url`` and a private Redis."""
+    return clean_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        CLOUDMARKET_SECRET_KEY="deploy-secret",
+        CLOUDMARKET_DATA_KEY="deploy-data-key",
+        CLOUDMARKET_VAR_DIR=str(tmp_path / "var"),
+    )
+
+
 @pytest.mark.postgres
 async def test_production_mode_with_several_web_and_worker_processes(fresh_database, tmp_path):
     with private_redis() as (redis_port, redis_proc):
-        env = clean_env(
-            DATABASE_URL=fresh_database,
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-            CLOUDMARKET_SECRET_KEY="deploy-secret",
-            CLOUDMARKET_DATA_KEY="deploy-data-key",
-            CLOUDMARKET_VAR_DIR=str(tmp_path / "var"),
-        )
+        env = production_env(fresh_database, redis_port, tmp_path)
         # A web process refuses an un-migrated database and says what to do
         refused = await asyncio.to_thread(cli, ["serve", "--port", str(free_port())], env)
         assert refused.returncode != 0
@@ -243,13 +248,7 @@ def test_worker_refuses_embedded_mode_with_a_reason(tmp_path):
 @pytest.mark.postgres
 async def test_a_worker_can_be_given_some_queues_only(fresh_database, tmp_path):
     with private_redis() as (redis_port, _):
-        env = clean_env(
-            DATABASE_URL=fresh_database,
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-            CLOUDMARKET_SECRET_KEY="deploy-secret",
-            CLOUDMARKET_DATA_KEY="deploy-data-key",
-            CLOUDMARKET_VAR_DIR=str(tmp_path / "var"),
-        )
+        env = production_env(fresh_database, redis_port, tmp_path)
         assert (await asyncio.to_thread(cli, ["migrate"], env)).returncode == 0
         wrong = await asyncio.to_thread(cli, ["worker", "--queues", "routing,nope"], env)
         assert wrong.returncode != 0
