@@ -118,12 +118,16 @@ async def stewards_for(household_id: int) -> list[int]:
 
 
 async def residents_for(household_id: int) -> list[int | str]:
-    """Who hears about a household's orders: its resident accounts, else the household's phone."""
+    """Who hears about a household's orders: its resident accounts, else the household's mobile
+    phone (a landline gets no text messages: nobody is told)."""
+    from marketplace import accounts
+
     users = await _active(await _linked_users(LinkKind.HOUSEHOLD, household_id), Role.RESIDENT)
     if users:
         return list(users)
     row = await Household.select(Household.phone).where(Household.id == household_id).first()
-    return [row["phone"]] if row and row["phone"] else []
+    phone = accounts.normalise_phone(row["phone"]) if row and row["phone"] else ""
+    return [phone] if accounts.PHONE_RE.match(phone) else []
 
 
 async def provider_users(provider_id: int) -> list[int]:
