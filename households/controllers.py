@@ -12,7 +12,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File, Redirect, Template
 from msgspec import structs
 
-from households import activation, importer, monitoring, services
+from households import activation, handoffs, importer, monitoring, services
 from households.schemas import (
     EraseIn,
     FieldErrorOut,
@@ -808,6 +808,7 @@ async def _warning_page(
         "values": values or {},
         "today": clock.local_now().date().isoformat(),
         "levels": [1, 2, 3],
+        "carried_out": handoffs.carried_out(),
     }
     return Template(template, context=context, status_code=status_code)
 

@@ -70,6 +70,11 @@ def provides_service_bookings(booker: ServiceBooker) -> ServiceBooker:
     return booker
 
 
+def carried_out() -> dict[str, bool]:
+    """Which of the two outcomes an installed package carries out (pages say when one is not)."""
+    return {"grant_credits": _granter is not None, "book_services": _booker is not None}
+
+
 def withdraw() -> None:
     """Forget both implementations (tests)."""
     global _granter, _booker

@@ -20,7 +20,7 @@ from marketplace.settings import get_settings
 from marketplace.tables import User
 
 # Packages that add demo data, in order; each has ``async def seed(ctx: DemoContext)``.
-DEMO_MODULES: tuple[str, ...] = ("households.demo", "notifications.demo", "providers.demo")
+DEMO_MODULES: tuple[str, ...] = ("households.demo", "notifications.demo", "providers.demo", "orders.demo")
 
 DEMO_ACCOUNTS = (
     (Role.ADMIN, "13800000001", "民政局管理员 Admin Wang"),

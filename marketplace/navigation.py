@@ -53,6 +53,7 @@ REPORTS = MenuItem(
 MENUS: dict[Role, list[MenuItem]] = {
     Role.RESIDENT: [
         MY_ORDERS,
+        MenuItem("/credits", N_("My credits"), N_("Your service credits: what is left, and every movement.")),
         MenuItem(
             "/my/household", N_("My household"), N_("Your level, what counts for it, and the data we keep.")
         ),
@@ -73,6 +74,7 @@ MENUS: dict[Role, list[MenuItem]] = {
             N_("Orders no provider took: choose one. Orders still looking for a provider."),
         ),
         MenuItem("/orders", N_("Orders"), N_("The orders of your communities.")),
+        MenuItem("/orders/new", N_("Book for a resident"), N_("Book a service on behalf of a household.")),
         MenuItem(
             "/households",
             N_("Households"),
@@ -94,6 +96,11 @@ MENUS: dict[Role, list[MenuItem]] = {
             "/orders", N_("All orders"), N_("Every order, with filters by state, service, level and date.")
         ),
         MenuItem("/orders/board", N_("Dispatch board"), N_("Orders waiting for a steward's dispatch.")),
+        MenuItem(
+            "/admin/settlements",
+            N_("Settlements"),
+            N_("What each provider served each month, in credits; close a month."),
+        ),
         MenuItem("/households", N_("Households"), N_("Every household on the registry.")),
         REPORTS,
         MenuItem(

@@ -1,5 +1,8 @@
 """Demo data of `notifications`: a few messages in each demo account's inbox and the SMS sandbox.
 
+(The resident's "service credits for this month" message is a real one: the credit ledger sends
+it when the demo household gets its level.)
+
 They go through ``notify`` like real ones, so the running service delivers them (and the
 SMS sandbox page shows the texts) once the demo starts.  The demo accounts keep no quiet
 hours, so that a demo started at night shows its texts at once.
@@ -19,17 +22,10 @@ from notifications.tables import Preference
 
 async def seed(ctx: DemoContext) -> None:
     now = clock.now()
-    month = clock.local_now().date().replace(day=1)
     resident, steward = ctx.users[Role.RESIDENT], ctx.users[Role.STEWARD]
     await Preference.insert(*[Preference(user=user_id, channels="{}") for user_id in ctx.users.values()])
     order = {"order_no": "DEMO-0001", "service": "助餐"}
     async with db.atomic():
-        await notify(
-            Event.CREDITS_GRANTED,
-            [resident],
-            {"month": month, "credits": 120, "balance": 120},
-            dedupe_key=f"demo:credits:{month:%Y-%m}",
-        )
         await notify(
             Event.ORDER_ACCEPTED,
             [resident],

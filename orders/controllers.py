@@ -5,21 +5,42 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from litestar import Controller, Request, get
-from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import ServerSentEvent, Template
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
+from msgspec import Struct
 
+from marketplace import formtokens
 from marketplace.auth import Role, logged_in, requires
+from marketplace.errors import DomainError, NotFound
 from marketplace.i18n import gettext
 from marketplace.pagination import PageNumber, PerPage
-from orders import lifecycle, live, queries
+from orders import booking, dispatch, idempotency, lifecycle, live, queries, settlement
 from orders.lifecycle import State
-from orders.schemas import OfferPage, OrderOut, OrderPage, offer_page, order_out, order_page
+from orders.schemas import (
+    ActionOut,
+    BookIn,
+    ConsentCodeIn,
+    ConsentOut,
+    CreditsOut,
+    DispatchIn,
+    OfferPage,
+    OrderOut,
+    OrderPage,
+    ReasonIn,
+    SettlementPage,
+    credits_out,
+    offer_page,
+    order_out,
+    order_page,
+    settlement_page,
+)
 
 PER_PAGE = 20
 PROVIDERS = [requires(Role.PROVIDER_STAFF, Role.VOLUNTEER)]
@@ -206,6 +227,19 @@ class OrderApi(Controller):
         """The household's address and phone reach a provider only while it serves the order."""
         return order_out(await queries.order_detail(request.user, order_id))
 
+    @post("", summary="Book a service", status_code=201)
+    async def book(
+        self, request: Request[Any, Any, Any], data: JSONBody[BookIn], idempotency_key: IdempotencyKey = None
+    ) -> Response[OrderOut]:
+        """A resident books for their household; a steward for one of theirs, with the consent code
+        (`consent_method=sms_code`, `consent_id`, `consent_code`) or an attestation."""
+
+        async def handler() -> OrderOut:
+            order = await booking.book(request.user, msgspec.structs.asdict(data))
+            return order_out(await queries.order_detail(request.user, order["id"]))
+
+        return await once(request, idempotency_key, OrderOut, handler, status_code=201)
+
 
 class OfferApi(Controller):
     """A provider's offers."""
@@ -231,3 +265,347 @@ class OfferApi(Controller):
 
 
 ROUTES: list[Any] = [OrderPages, OrderApi, OfferApi]
+
+
+# -- writes: shared ------------------------------------------------------------------------------
+
+
+def errors_of(exc: DomainError) -> dict[str, str]:
+    """Field errors by field name; a message about no field goes to the form's head (``_form``)."""
+    errors = {e.field: e.text() for e in exc.errors}
+    if not errors:
+        errors["_form"] = exc.text()
+    return errors
+
+
+async def form_data(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    form = await request.form()
+    return {key: form.get(key) for key in form}
+
+
+T = TypeVar("T", bound=Struct)
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Send the same key again to get the first answer instead of acting twice (kept a day).",
+    ),
+]
+
+
+async def once(
+    request: Request[Any, Any, Any],
+    key: str | None,
+    out: type[T],
+    handler: Callable[[], Awaitable[T]],
+    status_code: int = 200,
+) -> Response[T]:
+    """Carry out an API write once per Idempotency-Key: a repeat gets the first answer again."""
+    if key is None:
+        return Response(await handler(), status_code=status_code)
+
+    async def run() -> tuple[int, str]:
+        return status_code, msgspec.json.encode(await handler()).decode()
+
+    replay = await idempotency.run(idempotency.caller_of(request.user), key, await request.body(), run)
+    return Response(msgspec.json.decode(replay.body, type=out), status_code=replay.status_code)
+
+
+def action_out(order: dict[str, Any]) -> ActionOut:
+    return ActionOut(
+        id=order["id"],
+        number=order["number"],
+        state=order["state"],
+        state_label=queries.state_label(order["state"]),
+        version=order["version"],
+    )
+
+
+def _version(raw: Any) -> int | None:
+    return int(raw) if str(raw or "").isdigit() else None
+
+
+# What each page action does with the form (the API has one route per action, below).
+async def _do(p: Any, order_id: int, action: str, data: dict[str, Any]) -> None:
+    version = _version(data.get("version"))
+    if action == "cancel":
+        await booking.cancel(p, order_id, reason=str(data.get("reason") or ""), version=version)
+    elif action == "accept":
+        await dispatch.accept(_offer_of(data), p)
+    elif action == "decline":
+        await dispatch.decline(_offer_of(data), p, reason=str(data.get("reason") or ""))
+    elif action == "dispatch":
+        await dispatch.dispatch_to(
+            p, order_id, _int(str(data.get("offering") or "")) or 0,
+            override=bool(data.get("override")), reason=str(data.get("reason") or ""),
+        )  # fmt: skip
+    else:
+        await fulfilment_action(p, order_id, action, data)
+
+
+def _offer_of(data: dict[str, Any]) -> int:
+    offer = _int(str(data.get("offer") or ""))
+    if offer is None:
+        raise NotFound()
+    return offer
+
+
+# The visit and after (worker, check-in and -out, confirmation, complaints) come with orders.fulfilment.
+FULFILMENT_ACTIONS: frozenset[str] = frozenset()
+
+
+async def fulfilment_action(p: Any, order_id: int, action: str, data: dict[str, Any]) -> None:
+    raise NotFound()
+
+
+PAGE_ACTIONS = frozenset({"cancel", "accept", "decline", "dispatch", *FULFILMENT_ACTIONS})
+
+
+async def _act(request: Request[Any, Any, Any], order_id: int, action: str) -> Template | Redirect:
+    """Carry out a page action once per form token; errors come back next to the fields."""
+    data = await form_data(request)
+    try:
+        if await formtokens.spend(data.get(formtokens.FIELD), request.user.user_id):
+            await _do(request.user, order_id, action, data)
+    except DomainError as exc:
+        detail = await queries.order_detail(request.user, order_id)
+        template = "orders/detail.html"
+        if action == "dispatch":
+            template = "orders/dispatch.html"
+            detail["options"] = await queries.dispatch_choices(request.user, order_id)
+        return Template(
+            template,
+            context={**detail, "values": data, "errors": errors_of(exc), "failed": action},
+            status_code=exc.status,
+        )
+    return Redirect(f"/orders/{order_id}")
+
+
+class OrderActionPages(Controller):
+    """Booking and every action on an order, as forms: one-time tokens guard against double sending."""
+
+    path = "/orders"
+    guards = [logged_in]
+    include_in_schema = False
+
+    @get("/new", guards=[requires(Role.RESIDENT, Role.STEWARD, Role.ADMIN)])
+    async def book_form(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        category: FromQuery[str | None] = None,
+        household: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+    ) -> Template:
+        values = {"category": category or "", "household_id": household or ""}
+        context = await queries.booking_form(request.user, values, q)
+        return Template("orders/book.html", context={**context, "values": values, "errors": {}})
+
+    @post("/new", guards=[requires(Role.RESIDENT, Role.STEWARD, Role.ADMIN)], status_code=200)
+    async def book(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        try:
+            if not await formtokens.spend(data.get(formtokens.FIELD), request.user.user_id):
+                # Sent twice: the first sending booked; show the latest order instead of booking again.
+                return Redirect("/orders")
+            if data.get("send_code"):
+                sent = await booking.request_consent(request.user, _int(str(data.get("household_id"))) or 0)
+                data.update(consent_id=str(sent["consent_id"]), consent_method="sms_code")
+                context = await queries.booking_form(request.user, data, None)
+                return Template(
+                    "orders/book.html", context={**context, "values": data, "errors": {}, "sent": sent}
+                )
+            order = await booking.book(request.user, data)
+        except DomainError as exc:
+            context = await queries.booking_form(request.user, data, None)
+            return Template(
+                "orders/book.html",
+                context={**context, "values": data, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect(f"/orders/{order['id']}")
+
+    @post("/{order_id:int}/{action:str}", status_code=200)
+    async def act(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], action: FromPath[str]
+    ) -> Template | Redirect:
+        if action not in PAGE_ACTIONS:
+            raise NotFound()
+        return await _act(request, order_id, action)
+
+    @post("/{order_id:int}/dispatch", guards=STEWARDS, status_code=200)
+    async def dispatch_order(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int]
+    ) -> Template | Redirect:
+        return await _act(request, order_id, "dispatch")
+
+    @get("/{order_id:int}/dispatch", guards=STEWARDS)
+    async def dispatch_form(self, request: Request[Any, Any, Any], order_id: FromPath[int]) -> Template:
+        detail = await queries.order_detail(request.user, order_id)
+        detail["options"] = await queries.dispatch_choices(request.user, order_id)
+        return Template("orders/dispatch.html", context={**detail, "values": {}, "errors": {}})
+
+
+class CreditPages(Controller):
+    path = "/credits"
+    guards = [requires(Role.RESIDENT, Role.STEWARD, Role.ADMIN)]
+    include_in_schema = False
+
+    @get("")
+    async def show(
+        self, request: Request[Any, Any, Any], *, household: FromQuery[str | None] = None
+    ) -> Template:
+        context = await queries.credits_page(request.user, _int(household))
+        return Template("orders/credits.html", context=context)
+
+
+class SettlementPages(Controller):
+    path = "/admin/settlements"
+    guards = [requires(Role.ADMIN)]
+    include_in_schema = False
+
+    @get("")
+    async def index(self, *, month: FromQuery[str | None] = None, page: PageNumber = 1) -> Template:
+        rows = await queries.settlements(month or None, page)
+        return Template(
+            "orders/settlements.html", context={"settlements": rows, "month": month or "", "errors": {}}
+        )
+
+    @post("/close", status_code=200)
+    async def close(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        data = await form_data(request)
+        month = str(data.get("month") or "")
+        try:
+            if await formtokens.spend(data.get(formtokens.FIELD), request.user.user_id):
+                await settlement.close_month(request.user, month)
+        except DomainError as exc:
+            rows = await queries.settlements(None, 1)
+            return Template(
+                "orders/settlements.html",
+                context={"settlements": rows, "month": "", "close_month": month, "errors": errors_of(exc)},
+                status_code=exc.status,
+            )
+        return Redirect(f"/admin/settlements?month={month}")
+
+
+# -- writes: API ---------------------------------------------------------------------------------
+
+
+class OrderWriteApi(Controller):
+    """Booking and actions on orders; each POST honours an Idempotency-Key."""
+
+    path = "/api/v1/orders"
+    tags = ["orders"]
+    guards = [logged_in]
+
+    @post("/consent-codes", summary="Text a household a consent code (stewards)", status_code=201)
+    async def consent_code(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ConsentCodeIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ConsentOut]:
+        async def handler() -> ConsentOut:
+            sent = await booking.request_consent(request.user, data.household_id)
+            return ConsentOut(consent_id=sent["consent_id"], phone=sent["phone"], minutes=sent["minutes"])
+
+        return await once(request, idempotency_key, ConsentOut, handler, status_code=201)
+
+    @post("/{order_id:int}/cancel", summary="Cancel an order before its service starts")
+    async def cancel(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[ReasonIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            return action_out(await booking.cancel(request.user, order_id, reason=data.reason))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post(
+        "/{order_id:int}/dispatch",
+        summary="Give an escalated order to a provider (stewards)",
+        guards=STEWARDS,
+    )
+    async def dispatch_to(
+        self, request: Request[Any, Any, Any], order_id: FromPath[int], data: JSONBody[DispatchIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ActionOut]:  # fmt: skip
+        async def handler() -> ActionOut:
+            order = await dispatch.dispatch_to(
+                request.user, order_id, data.offering_id, override=data.capacity_override, reason=data.reason
+            )
+            return action_out(order)
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+
+class OfferWriteApi(Controller):
+    path = "/api/v1/offers"
+    tags = ["offers"]
+    guards = PROVIDERS
+
+    @post("/{offer_id:int}/accept", summary="Accept an offer (409 when another provider was first)")
+    async def accept(
+        self, request: Request[Any, Any, Any], offer_id: FromPath[int], idempotency_key: IdempotencyKey = None
+    ) -> Response[ActionOut]:
+        async def handler() -> ActionOut:
+            return action_out(await dispatch.accept(offer_id, request.user))
+
+        return await once(request, idempotency_key, ActionOut, handler)
+
+    @post("/{offer_id:int}/decline", summary="Decline an offer", status_code=204)
+    async def decline(
+        self, request: Request[Any, Any, Any], offer_id: FromPath[int], data: JSONBody[ReasonIn]
+    ) -> None:
+        """Declining twice is harmless, so no Idempotency-Key is needed."""
+        await dispatch.decline(offer_id, request.user, reason=data.reason)
+
+
+class CreditApi(Controller):
+    path = "/api/v1/credits"
+    tags = ["credits"]
+    guards = [requires(Role.RESIDENT, Role.STEWARD, Role.ADMIN)]
+
+    @get("", summary="A household's credits: balance and ledger")
+    async def show(
+        self,
+        request: Request[Any, Any, Any],
+        household: Annotated[
+            int | None, QueryParameter(description="Stewards and admins: the household")
+        ] = None,
+    ) -> CreditsOut:
+        """Residents get their own household's; the newest 200 entries."""
+        context = await queries.credits_page(request.user, household)
+        return credits_out(context)
+
+
+class SettlementApi(Controller):
+    path = "/api/v1/settlements"
+    tags = ["settlements"]
+    guards = [requires(Role.ADMIN)]
+
+    @get("", summary="Settlements per provider and month")
+    async def list_settlements(
+        self,
+        *,
+        month: Annotated[str | None, QueryParameter(description="YYYY-MM", pattern=r"^\d{4}-\d{2}$")] = None,
+        page: PageNumber = 1,
+        per_page: PerPage = 50,
+    ) -> SettlementPage:
+        return settlement_page(await queries.settlements(month, page, per_page))
+
+    @post("/{month:str}/close", summary="Close a month: its settlements are frozen with one line per order")
+    async def close_month(
+        self, request: Request[Any, Any, Any], month: FromPath[str], idempotency_key: IdempotencyKey = None
+    ) -> Response[SettlementPage]:
+        async def handler() -> SettlementPage:
+            await settlement.close_month(request.user, month)
+            return settlement_page(await queries.settlements(settlement.parse_month(month), 1, 200))
+
+        return await once(request, idempotency_key, SettlementPage, handler)
+
+
+ROUTES.extend(
+    [OrderActionPages, CreditPages, SettlementPages, OrderWriteApi, OfferWriteApi, CreditApi, SettlementApi]
+)

@@ -31,12 +31,15 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from marketplace import clock, db
-from marketplace.errors import Conflict, ValidationFailed
+from marketplace import audit, clock, db
+from marketplace.auth import Principal, Role
+from marketplace.errors import Conflict, PermissionDenied, ValidationFailed
 from marketplace.i18n import N_
 from orders.tables import CreditAccount, CreditEntry
 
 log = logging.getLogger("cloudmarket.orders")
+
+MAX_CORRECTION = 10_000
 
 
 class Kind(StrEnum):
@@ -324,6 +327,28 @@ async def adjust(household_id: int, amount: int, *, key: str, note: str, by_user
     return await _append(
         household_id, Kind.ADJUST, amount, f"adjust:{key}", note=note, by_user=by_user, floor=amount < 0
     )
+
+
+async def correct(p: Principal, household_id: int, raw_amount: Any, note: str, *, key: str) -> int | None:
+    """An administrator corrects a household's credits; ``key`` makes a resent form harmless."""
+    if p.role != Role.ADMIN or p.client_id is not None:
+        raise PermissionDenied()
+    try:
+        amount = int(str(raw_amount).strip())
+    except ValueError:
+        raise ValidationFailed.field(
+            "amount", N_("Enter a whole number, below zero to take credits away.")
+        ) from None
+    if amount == 0 or abs(amount) > MAX_CORRECTION:
+        raise ValidationFailed.field(
+            "amount", N_("Enter a number from -%(n)s to %(n)s, not zero."), n=MAX_CORRECTION
+        )
+    async with db.atomic():
+        entry = await adjust(household_id, amount, key=key, note=note.strip()[:2000], by_user=p.user_id)
+        await audit.record(
+            "credits.corrected", principal=p, target_type="household", target_id=household_id, amount=amount
+        )
+    return entry
 
 
 async def expire_entry(temporary_entry_id: int) -> int | None:

@@ -26,7 +26,7 @@ from households.tables import Community, Household, Member
 from marketplace import audit, clock
 from marketplace.auth import LinkKind, Principal, Role
 from marketplace.catalog import localized
-from marketplace.errors import NotFound
+from marketplace.errors import DomainError, NotFound
 from marketplace.i18n import N_, current_locale, gettext
 from marketplace.pagination import Page, paginate
 from marketplace.tables import Category, User
@@ -307,17 +307,23 @@ EVENT_LABELS: dict[str, str] = {
     "rate": N_("Rated"),
     "rated": N_("Rated"),
     "dispute": N_("Complaint raised"),
+    "disputed": N_("Complaint raised"),
     "dispute_resolved": N_("Complaint settled"),
     "sla_missed": N_("Response target missed"),
+    "sla_accept_missed": N_("Not accepted in time"),
+    "sla_service_missed": N_("Not served in time"),
     "consent": N_("Resident's consent recorded"),
     "note": N_("Note"),
 }
 # What a resident's timeline leaves out: the machinery of routing, told once as "looking".
-RESIDENT_HIDDEN = frozenset({"offer_declined", "offer_expired", "decline", "expire", "offer", "sla_missed"})
+RESIDENT_HIDDEN = frozenset(
+    {"offer_declined", "offer_expired", "decline", "expire", "offer", "sla_missed", "sla_accept_missed",
+     "sla_service_missed"}
+)  # fmt: skip
 # What provider staff see of an order's history: its moves, not other providers' offers.
 PROVIDER_KINDS = frozenset(
     {"accept", "start", "complete", "confirm", "cancel", "fail", "assign", "worker_assigned", "rate", "rated",
-     "dispute", "dispute_resolved", "dispatch"}
+     "dispute", "disputed", "dispute_resolved", "dispatch"}
 )  # fmt: skip
 
 # The progress shown at the top of an order: the happy path, each step with the time it was reached.
@@ -412,13 +418,17 @@ async def order_detail(p: Principal, order_id: int) -> dict[str, Any]:
     household = await household_for(p, order)
     offers = await _offers(order_id, mine if provider_view else None)
     events = await _events(p, order, offers)
+    actions = actions_for(p, order, offers)
+    workers = await worker_choices(p, order) if actions.assign else []
     return {
         "order": order,
+        "worker_options": [(str(w["id"]), w["name"]) for w in workers],
         "steps": steps_of(order),
         "events": events,
         "offers": offers,
         "household": household,
         "shows_address": household.get("address") is not None,
+        "actions": actions,
     }
 
 
@@ -493,9 +503,20 @@ async def _offers(order_id: int, providers: frozenset[int] | None) -> list[dict[
         query = query.where(Offer.provider.is_in(sorted(providers)))
     rows = await query
     for row in rows:
-        row["reasons"] = _json(row["reasons"], [])
+        row["reasons"] = [_reason(r) for r in _json(row["reasons"], [])]
         row["state_label"] = gettext(OFFER_STATE_LABELS.get(row["state"], row["state"]))
     return rows
+
+
+def _reason(reason: dict[str, Any]) -> dict[str, Any]:
+    """A ranking reason with its sentence in the reader's language."""
+    text = str(reason.get("text") or reason.get("factor") or "")
+    params = reason.get("params") or {}
+    try:
+        reason["text"] = gettext(text, **params) if params else gettext(text)
+    except (KeyError, TypeError, ValueError):
+        reason["text"] = text
+    return reason
 
 
 OFFER_STATE_LABELS = {
@@ -561,7 +582,9 @@ async def _events(p: Principal, order: dict[str, Any], offers: list[dict[str, An
                 label=gettext(EVENT_LABELS.get(kind, kind)),
                 at=row["at"],
                 # A provider's people are named to the household; staff see who did what.
-                note=row["note"] if (staff or kind in ("cancel", "fail", "dispute", "complete")) else "",
+                note=row["note"]
+                if (staff or kind in ("cancel", "fail", "dispute", "disputed", "complete"))
+                else "",
                 actor=row["actor_name"] or "" if staff else "",
                 to_state=row["to_state"],
                 detail=_json(row["detail"], {}) if staff else {},
@@ -629,3 +652,173 @@ async def provider_names(provider_ids: Iterable[int]) -> dict[int, str]:
         return {}
     rows = await Provider.select(Provider.id, Provider.name).where(Provider.id.is_in(ids))
     return {r["id"]: r["name"] for r in rows}
+
+
+# -- what the caller may do on an order page ---------------------------------------------------
+
+
+@dataclass
+class Actions:
+    """The actions an order's page offers its reader (the services check again when they are used)."""
+
+    cancel: bool = False
+    accept_offer: int | None = None  # the open offer of the reader's provider
+    assign: bool = False
+    start: bool = False
+    complete: bool = False
+    confirm: bool = False
+    dispute: bool = False
+    dispatch: bool = False
+    code: bool = False  # the provider enters the code the resident was texted
+    settle: bool = False  # a steward settles an open complaint
+    fail: bool = False  # nobody could serve: a no-show
+
+    @property
+    def any(self) -> bool:
+        return any(
+            (self.cancel, self.accept_offer, self.assign, self.start, self.complete, self.confirm,
+             self.dispute, self.dispatch, self.code, self.settle, self.fail)
+        )  # fmt: skip
+
+
+def actions_for(p: Principal, order: dict[str, Any], offers: list[dict[str, Any]]) -> Actions:
+    state = order["state"]
+    actions = Actions()
+    if p.role == Role.RESIDENT:
+        actions.cancel = lifecycle.can("cancel", state)
+    elif p.role in (Role.PROVIDER_STAFF, Role.VOLUNTEER):
+        if state in (State.OFFERED, State.ROUTING):
+            actions.accept_offer = next((o["id"] for o in offers if o["state"] == "open"), None)
+        # Serving it (worker, check-in and -out) comes with orders.fulfilment.
+    elif p.role in (Role.STEWARD, Role.ADMIN):
+        actions.cancel = lifecycle.can("cancel", state)
+        actions.dispatch = state == State.ESCALATED
+    return actions
+
+
+async def credits_page(p: Principal, household_id: int | None) -> dict[str, Any]:
+    """A household's balance and ledger: a resident's own, or one of a steward's households."""
+    from households import services as registry
+    from orders import credits
+
+    if p.role == Role.RESIDENT:
+        household_id = await registry.my_household_id(p)
+    elif household_id is None:
+        raise NotFound()
+    else:
+        await registry.staff_household(p, household_id)
+    balance = await credits.balance(household_id)
+    entries = await credits.entries(household_id, limit=200)
+    for entry in entries:
+        entry["kind_label"] = gettext(credits.KIND_LABELS.get(entry["kind"], entry["kind"]))
+    return {"household_id": household_id, "balance": balance, "entries": entries}
+
+
+async def settlements(month: str | None, page: int = 1, per_page: int = 50) -> Page:
+    """Settlements per provider and month, newest month first (administrators)."""
+    from orders.tables import Settlement
+
+    query = Settlement.select(
+        Settlement.id,
+        Settlement.month,
+        Settlement.provider,
+        Settlement.provider.name.as_alias("provider_name"),
+        Settlement.orders_count,
+        Settlement.credits,
+        Settlement.state,
+        Settlement.closed_at,
+    ).order_by(Settlement.month, ascending=False)
+    query = query.order_by(Settlement.provider.name)
+    count = Settlement.count()
+    if month:
+        query = query.where(Settlement.month == month)
+        count = count.where(Settlement.month == month)
+    return await paginate(query, count, page, per_page)
+
+
+async def booking_form(p: Principal, values: dict[str, Any], q: str | None) -> dict[str, Any]:
+    """What the booking form offers: the services with their cost here, the steward's households,
+    the price of the chosen service, and where a consent code would go."""
+    from households import services as registry
+    from marketplace import shelves
+    from orders import booking
+
+    staff = p.role in (Role.STEWARD, Role.ADMIN)
+    households: list[tuple[str, str]] = []
+    household_id = _int(values.get("household_id"))
+    community_id: int | None = None
+    level: int | None = None
+    if staff:
+        found = await registry.list_households(p, registry.ListFilters(status="active", q=q or None), 1, 100)
+        households = [
+            (str(h["id"]), f"{h['head_name'] or h['code']} · {h['code']} · {h['community_name']}")
+            for h in found.items
+            if h["level"] is not None
+        ]
+        if household_id is not None and registry.in_scope(p, await _community_of(household_id)):
+            row = (
+                await Household.select(Household.community, Household.level)
+                .where(Household.id == household_id)
+                .first()
+            )
+            community_id, level = (row["community"], row["level"]) if row else (None, None)
+        else:
+            household_id = None
+    offered = await shelves.shelves(p, community_id, level)
+    quote: Any = None
+    quote_error = ""
+    category = str(values.get("category") or "")
+    if category and (not staff or household_id is not None):
+        try:
+            quote = await booking.quote(p, category=category, household_id=household_id)
+        except DomainError as exc:
+            quote_error = exc.text()
+    consent_phone = None
+    if staff and household_id is not None:
+        phone = await booking.consent_phone(household_id)
+        consent_phone = booking.mask_phone(phone) if phone else None
+    start = (clock.local_now() + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    return {
+        "staff": staff,
+        "households": households,
+        "household_id": household_id,
+        "shelves": offered["shelves"],
+        "quote": quote,
+        "quote_error": quote_error,
+        "consent_phone": consent_phone,
+        "default_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "default_end": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+        "q": q or "",
+    }
+
+
+def _int(raw: Any) -> int | None:
+    return int(str(raw)) if str(raw or "").isdigit() else None
+
+
+async def _community_of(household_id: int) -> int:
+    row = await Household.select(Household.community).where(Household.id == household_id).first()
+    if row is None:
+        raise NotFound()
+    return int(row["community"])
+
+
+async def dispatch_choices(p: Principal, order_id: int) -> list[dict[str, Any]]:
+    """The offerings a steward may give an escalated order to, best first, with why and whether full."""
+    from orders import dispatch
+
+    options = await dispatch.dispatch_options(p, order_id)
+    names = await provider_names(o.candidate.provider_id for o in options)
+    return [
+        {
+            "offering_id": o.candidate.offering_id,
+            "provider_name": names.get(o.candidate.provider_id, ""),
+            "rank": o.ranked.rank,
+            "reasons": [_reason(r) for r in o.ranked.reasons_json()],
+            "full": o.full,
+            "open": o.open,
+            "earlier": gettext(OFFER_STATE_LABELS[o.earlier]) if o.earlier in OFFER_STATE_LABELS else "",
+            "needs_override": o.needs_override,
+        }
+        for o in options
+    ]

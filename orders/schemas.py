@@ -164,16 +164,21 @@ class AssignIn(Struct, kw_only=True):
     worker_id: int
 
 
-class CompleteIn(Struct, kw_only=True):
+class NoteIn(Struct, kw_only=True):
     note: str = ""
 
 
 class ConfirmIn(Struct, kw_only=True):
-    rating: Annotated[int, Meta(ge=1, le=5)]
+    rating: Annotated[int | None, Meta(ge=1, le=5)] = None
     comment: str = ""
 
 
-class DisputeIn(Struct, kw_only=True):
+class CodeIn(Struct, kw_only=True):
+    code: Annotated[str, Meta(description="The 6-digit code texted to the resident at check-out")]
+
+
+class SettleIn(Struct, kw_only=True):
+    upheld: Annotated[bool, Meta(description="True gives the credits back to the household")]
     note: str
 
 
@@ -332,6 +337,66 @@ def offer_page(result: Page) -> OfferPage:
                 offered_at=r["offered_at"],
                 expires_at=r["expires_at"],
                 answered_at=r["answered_at"],
+            )
+            for r in result.items
+        ],
+        page=result.page,
+        per_page=result.per_page,
+        total=result.total,
+        pages=result.pages,
+    )
+
+
+class ConsentOut(Struct, kw_only=True):
+    """Where the consent code went (masked) and the id to book with."""
+
+    consent_id: int
+    phone: str
+    minutes: int
+
+
+class SettlementPage(Struct, kw_only=True):
+    items: list[SettlementOut]
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+def credits_out(context: dict[str, Any]) -> CreditsOut:
+    balance = context["balance"]
+    return CreditsOut(
+        household_id=context["household_id"],
+        available=balance.available,
+        reserved=balance.reserved,
+        entries=[
+            CreditEntryOut(
+                id=e["id"],
+                at=e["at"],
+                kind=e["kind"],
+                kind_label=e["kind_label"],
+                amount=e["amount"],
+                reserved_change=e["reserved_change"],
+                order_id=e["order"],
+                note=e["note"],
+            )
+            for e in context["entries"]
+        ],
+    )
+
+
+def settlement_page(result: Page) -> SettlementPage:
+    return SettlementPage(
+        items=[
+            SettlementOut(
+                id=r["id"],
+                month=r["month"],
+                provider_id=r["provider"],
+                provider_name=r["provider_name"] or "",
+                orders_count=r["orders_count"],
+                credits=r["credits"],
+                state=r["state"],
+                closed_at=r["closed_at"],
             )
             for r in result.items
         ],

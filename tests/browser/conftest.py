@@ -161,3 +161,8 @@ async def log_in(page, server: LiveServer, role: str) -> None:
     await page.get_by_label("密码").fill(password)
     await page.get_by_role("button", name="登录").click()
     await page.wait_for_url(f"{server.url}/")
+    # A test that switched this account to English leaves it so: start each test in Chinese.
+    chinese = page.locator("button[name=locale][value=zh_CN]")
+    if await chinese.count():
+        await chinese.click()
+        await page.locator("button[name=locale][value=en]").wait_for()

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from marketplace import db
+from marketplace.errors import PermissionDenied, ValidationFailed
 from orders import credits
 from orders.credits import Balance, CreditsExhausted, Kind
 from orders.tables import CreditAccount, CreditEntry, Order
@@ -97,6 +98,22 @@ async def test_adjust_needs_a_reason_and_never_goes_below_zero(orders_world):
     with pytest.raises(CreditsExhausted):
         await credits.adjust(hh, -61, key="b", note="too much", by_user=None)
     assert await credits.balance(hh) == Balance(60, 0)
+
+
+async def test_only_an_administrator_corrects_credits(orders_world):
+    hh = orders_world.household
+    with pytest.raises(PermissionDenied):
+        await credits.correct(orders_world.steward, hh, "10", "扣错了", key="c1")
+    with pytest.raises(ValidationFailed) as failed:
+        await credits.correct(orders_world.admin, hh, "ten", "扣错了", key="c1")
+    assert failed.value.errors[0].field == "amount"
+    with pytest.raises(ValidationFailed):
+        await credits.correct(orders_world.admin, hh, "0", "扣错了", key="c1")
+    assert await credits.correct(orders_world.admin, hh, "15", "上月少发", key="c1")
+    assert await credits.correct(orders_world.admin, hh, "15", "上月少发", key="c1") is None
+    [entry] = await CreditEntry.select().where(CreditEntry.kind == "adjust")
+    assert (entry["amount"], entry["note"], entry["by_user"]) == (15, "上月少发", orders_world.admin.user_id)
+    assert await credits.balance(hh) == Balance(115, 0)
 
 
 async def test_temporary_credits_lapse_as_far_as_unused(orders_world):
