@@ -240,40 +240,63 @@ def create_api_client(name: str, scopes: tuple[str, ...]) -> None:
 @click.option("--households", type=click.IntRange(1, 9_999_999), default=50_000, show_default=True)
 @click.option("--providers", type=click.IntRange(0), default=400, show_default=True, help="Organizations.")
 @click.option("--volunteers", type=click.IntRange(0), default=2_000, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True, help="The same seed gives the same district.")
-def simulate(generate_only: bool, households: int, providers: int, volunteers: int, seed: int) -> None:
-    """Generate a realistic district: 9 streets, 120 communities, households, providers, volunteers.
+@click.option(
+    "--orders",
+    type=click.IntRange(1, 1_000_000),
+    default=5_000,
+    show_default=True,
+    help="Bookings in the replayed day.",
+)
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="The same seed gives the same district and day."
+)
+def simulate(
+    *, generate_only: bool, households: int, providers: int, volunteers: int, orders: int, seed: int
+) -> None:
+    """Generate a realistic district, then replay a day of orders in it through the real services.
 
-    Writes into the database of DATABASE_URL (the embedded SQLite file when unset), which must
-    not hold a simulated district already: use a fresh database.
+    Writes into the database of DATABASE_URL (the embedded SQLite file when unset).  The district
+    (9 streets, 120 communities, households, providers, volunteers) is generated when the
+    database has none yet; --generate-only stops there and wants a fresh database.  The replay
+    grants the month's credits, books --orders services through the day (a morning peak),
+    routes them, lets each provider accept, decline or stay silent by its habits, and serves
+    and confirms what was accepted, on a moved clock; then it prints what happened.
     """
+    from households.tables import District
     from marketplace import db
-    from marketplace.simulation import report
+    from marketplace.simulation import district, report
     from marketplace.simulation.generate import AlreadyGenerated, Sizes, generate
+    from marketplace.simulation.replay import replay
 
     _setup()
-    if not generate_only:
-        raise click.ClickException(
-            "the replay of a day of orders is not available yet: run `cloudmarket simulate --generate-only`"
-        )
     sizes = Sizes(households=households, providers=providers, volunteers=volunteers)
 
-    async def run() -> Any:
+    async def run() -> tuple[Any, Any]:
         await _prepare_database(auto_migrate=get_settings().embedded)
         await db.open_pool()
         try:
-            with click.progressbar(length=sizes.units, label="Generating the district", show_pos=True) as bar:
-                return await generate(sizes, seed, bar.update)
+            summary = None
+            if generate_only or not await District.exists().where(District.code == district.DISTRICT_CODE):
+                with click.progressbar(
+                    length=sizes.units, label="Generating the district", show_pos=True
+                ) as bar:
+                    summary = await generate(sizes, seed, bar.update)
+                click.echo(report.format_summary(summary))
+            if generate_only:
+                return summary, None
+            with click.progressbar(length=orders, label="Replaying a day of orders", show_pos=True) as bar:
+                return summary, await replay(orders, seed, progress=bar.update)
         finally:
             await db.close_pool()
 
     try:
-        summary = _run(run())
+        _summary, outcome = _run(run())
     except AlreadyGenerated as exc:
         raise click.ClickException(
             f"this database holds a simulated district ({exc}) already: generate into a fresh database"
         ) from exc
-    click.echo(report.format_summary(summary))
+    if outcome is not None:
+        click.echo(report.format_replay(outcome))
 
 
 @main.command()

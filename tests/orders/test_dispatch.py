@@ -351,3 +351,22 @@ async def test_capacity_is_never_exceeded_by_simultaneous_accepts(world):
     results = await asyncio.gather(*(try_accept(o) for o in offers))
     assert results.count("won") == 3 and results.count("full 409") == 9
     assert (await Offering.select().where(Offering.id == offering_id).first())["active_orders"] == 3
+
+
+async def test_a_household_with_only_a_landline_is_not_texted_and_acceptance_goes_through(world):
+    # Given a household without resident accounts whose phone is a landline (nobody uses a mobile)
+    from households.tables import Household
+    from marketplace.tables import UserLink
+
+    _, _, staff = await world.add_provider(1)
+    await Household.update({Household.phone: "025-85551234"}).where(Household.id == world.household)
+    await UserLink.delete().where((UserLink.kind == "household") & (UserLink.target == str(world.household)))
+    order_id = await make_order(world)
+    await dispatch.route(order_id)
+    (offer,) = await offers_of(order_id)
+
+    # When the provider accepts, Then nobody is texted and the order is accepted
+    assert await dispatch.residents_for(world.household) == []
+    order = await dispatch.accept(offer["id"], staff)
+    assert order["state"] == "accepted"
+    assert await notified("order_accepted") == []

@@ -59,10 +59,20 @@ def test_simulate_generates_a_district_and_prints_what_it_made() -> None:
         assert "holds a simulated district" in again.stderr
 
 
-def test_the_replay_is_not_there_yet() -> None:
-    result = cli(
-        ["simulate", "--households", "10"], clean_env(CLOUDMARKET_VAR_DIR=tempfile.mkdtemp()), timeout=120
-    )
+def test_simulate_generates_then_replays_a_day_of_orders() -> None:
+    with _environment() as env:
+        args = ["simulate", "--households", "200", "--providers", "6", "--volunteers", "12", "--orders", "40"]
+        result = cli([*args, "--seed", "3"], env, timeout=900)
 
-    assert result.returncode != 0
-    assert "--generate-only" in result.stderr
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "Simulated district" in out  # no district yet: generated first
+        assert "Replayed" in out and "seed 3" in out
+        assert "bookings tried                   40" in out
+        assert "orders booked" in out and "served and confirmed" in out
+        assert "credit accounts               clean" in out
+
+        again = cli([*args, "--seed", "3", "--orders", "10"], env, timeout=900)
+        assert again.returncode == 0, again.stderr
+        assert "Simulated district" not in again.stdout  # the district is there: replayed only
+        assert "bookings tried                   10" in again.stdout
