@@ -355,11 +355,12 @@ async def test_capacity_is_never_exceeded_by_simultaneous_accepts(world):
 
 async def test_a_household_with_only_a_landline_is_not_texted_and_acceptance_goes_through(world):
     # Given a household without resident accounts whose phone is a landline (nobody uses a mobile)
-    from households.tables import Household
+    from households.tables import Household, Member
     from marketplace.tables import UserLink
 
     _, _, staff = await world.add_provider(1)
     await Household.update({Household.phone: "025-85551234"}).where(Household.id == world.household)
+    await Member.update({Member.phone: ""}).where(Member.household == world.household)
     await UserLink.delete().where((UserLink.kind == "household") & (UserLink.target == str(world.household)))
     order_id = await make_order(world)
     await dispatch.route(order_id)
