@@ -36,7 +36,7 @@ from marketplace.errors import Conflict, NotFound, PermissionDenied, ValidationF
 from marketplace.i18n import N_
 from marketplace.settings import get_settings
 from marketplace.tables import Category, User, UserLink
-from orders import booking, moves, routing, stats
+from orders import booking, lifecycle, moves, routing, stats
 from orders.lifecycle import IllegalMove, State
 from orders.tables import Offer, Order, OrderEvent
 from providers import load
@@ -51,6 +51,7 @@ DEFAULT_OFFER_TIMEOUT = timedelta(minutes=30)
 ESCALATION_REASONS = {
     "no_candidate": N_("No provider is available for this service, place and time"),
     "too_many_attempts": N_("Too many offers went unanswered"),
+    "sla_accept": N_("Not accepted within the level's time to accept"),
 }
 
 OFFER_TAKEN = N_("Another provider accepted this order first.")
@@ -301,8 +302,11 @@ async def route(order_id: int) -> str:
     return "offered"
 
 
-async def escalate(order: dict[str, Any], reason: str, *, actor: int | None = None) -> dict[str, Any]:
-    """Hand the order to its steward: open offers are withdrawn and the steward is told."""
+async def escalate(
+    order: dict[str, Any], reason: str, *, actor: int | None = None, tell_steward: bool = True
+) -> dict[str, Any]:
+    """Hand the order to its steward: open offers are withdrawn and the steward is told (unless
+    the caller tells them otherwise, as the SLA watch does)."""
     moved = await moves.move(
         order["id"],
         "escalate",
@@ -313,6 +317,9 @@ async def escalate(order: dict[str, Any], reason: str, *, actor: int | None = No
     await Offer.update({Offer.state: "withdrawn"}).where(
         (Offer.order == order["id"]) & (Offer.state == "open")
     )
+    if not tell_steward:
+        log.info("order escalated", extra={"order_id": order["id"], "reason": reason})
+        return moved
     context = await order_context(moved)
     await tell(
         "order_escalated",
@@ -627,7 +634,8 @@ def _detail(raw: Any) -> dict[str, Any]:
 
 
 async def watch_sla() -> int:
-    """Tell the steward, once per target, of orders past their time to accept or to service."""
+    """Tell the steward, once per target, of orders past their time to accept or to service; an
+    order not accepted in time also goes to the steward's dispatch board (escalated)."""
     now = clock.now()
     told = 0
     async with db.atomic():
@@ -643,6 +651,8 @@ async def watch_sla() -> int:
         for order in late:
             await _sla_missed(order, "acceptance", order["accept_by"])
             told += 1
+            if lifecycle.can("escalate", order["state"]):
+                await escalate(order, "sla_accept", tell_steward=False)
     async with db.atomic():
         overdue = await Order.select().where(
             (Order.serve_by < now) & Order.state.is_in([s.value for s in WAITING_FOR_SERVICE])

@@ -241,7 +241,7 @@ async def test_only_stewards_of_the_community_dispatch(world, make_user):
         await dispatch.dispatch_options(world.resident, order_id)
 
 
-async def test_sla_watch_tells_the_steward_once_per_target(world):
+async def test_sla_watch_escalates_a_late_order_and_tells_the_steward_once_per_target(world):
     await world.add_provider(1)
     order_id = await make_order(world, accept_in=timedelta(minutes=30), serve_in=timedelta(hours=3))
     await dispatch.route(order_id)
@@ -249,7 +249,11 @@ async def test_sla_watch_tells_the_steward_once_per_target(world):
     clock.advance(timedelta(minutes=31))
     assert await dispatch.watch_sla() == 1
     assert await dispatch.watch_sla() == 0
-    assert (await state_of(order_id))["sla_missed"] is True
+    late = await state_of(order_id)
+    assert late["sla_missed"] is True
+    # Not accepted in time: the offer is withdrawn and the order waits on the dispatch board
+    assert (late["state"], late["escalation_reason"]) == ("escalated", "sla_accept")
+    assert {o["state"] for o in await offers_of(order_id)} == {"withdrawn"}
     clock.advance(timedelta(hours=3))
     assert await dispatch.watch_sla() == 1
     assert await dispatch.watch_sla() == 0
