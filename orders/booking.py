@@ -281,19 +281,27 @@ def _matches(consent_id: int, code: str, stored: str) -> bool:
 async def consent_phone(household_id: int) -> str | None:
     """Where a consent code goes: the mobile of a member who uses a phone, else the household's
     mobile; None when nobody uses a phone or no mobile is on record."""
-    if not await _uses_a_phone(household_id):
+    members = await _phones(household_id)
+    if not any(member["can_use_phone"] for member in members):
         return None
-    return await household_mobile(household_id)
+    return await _mobile_of(household_id, members)
 
 
 async def household_mobile(household_id: int) -> str | None:
     """A mobile number that reaches the household by SMS: a member who uses a phone first, then
     the household's own number; None when only landlines are on record."""
-    members = (
+    return await _mobile_of(household_id, await _phones(household_id))
+
+
+async def _phones(household_id: int) -> list[dict[str, Any]]:
+    return list(
         await Member.select(Member.phone, Member.can_use_phone)
         .where(Member.household == household_id)
         .order_by(Member.id)
     )
+
+
+async def _mobile_of(household_id: int, members: list[dict[str, Any]]) -> str | None:
     for member in members:
         if member["can_use_phone"] and MOBILE_RE.match(member["phone"] or ""):
             return str(member["phone"])
