@@ -25,9 +25,18 @@ async def test_patching_a_household_changes_only_the_fields_sent(steward, commun
         longitude=118.9,
         yearly_income=9000,
     )
-    client, _ = await steward(community)
+    client, user = await steward(community)
     before = await Household.select().where(Household.id == household_id).first()
     url = f"/api/v1/households/{household_id}"
+
+    # the responsible steward: set by id, kept when left out, cleared by null
+    response = await _api(client, "PATCH", url, {"steward_id": user["id"]})
+    assert response.status_code == 200 and response.json()["steward_id"] == user["id"], response.text
+    assert (await _api(client, "PATCH", url, {"address": before["address"]})).json()["steward_id"] == user[
+        "id"
+    ]
+    response = await _api(client, "PATCH", url, {"steward_id": None})
+    assert response.status_code == 200 and response.json()["steward_id"] is None, response.text
 
     response = await _api(client, "PATCH", url, {"address": "新地址1号"})
     assert response.status_code == 200, response.text
