@@ -1180,6 +1180,7 @@ class SignalApi(Controller):
     path = "/api/v1/signals"
     tags = ["monitoring"]
     guards = [requires(scope="signals:write")]
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @post("", summary="Send signals (1 to 1,000 per request)", status_code=200)
     async def receive(self, request: Request[Any, Any, Any], data: JSONBody[SignalBatchIn]) -> SignalBatchOut:
@@ -1213,6 +1214,7 @@ class WarningApi(Controller):
     path = "/api/v1/warnings"
     tags = ["monitoring"]
     guards = STAFF
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @get("", summary="List warnings")
     async def list_warnings(

@@ -225,3 +225,17 @@ async def test_input_of_the_wrong_shape_is_answered_422_naming_the_field(
     assert field in [e["field"] for e in problem["errors"]], problem
     assert all(e["message"] for e in problem["errors"])
     assert (await Household.select().first(), await Member.select().first()) == before
+
+
+async def test_the_monitoring_api_answers_input_of_the_wrong_shape_422_too(make_client, steward, community):
+    from marketplace import accounts
+
+    sender = await accounts.create_api_client("医保系统", ["signals:write"])
+    system = make_client(authorization=f"Bearer {sender.token}")
+    for body, field in (({"signals": "many"}, "signals"), ({"signals": [{"kind": 5}]}, "signals-0-kind")):
+        response = await system.post("/api/v1/signals", json=body)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    client, _ = await steward(community)
+    response = await client.get("/api/v1/warnings", params={"per_page": "all"})
+    assert response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == ["per_page"]
