@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import ValidationException
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File, Redirect, Template
 from msgspec import structs
@@ -26,6 +27,7 @@ from households.schemas import (
     ImportRowOut,
     ImportRowPage,
     MemberIn,
+    MemberPatch,
     OverrideIn,
     ProxyIn,
     ProxyOut,
@@ -36,6 +38,7 @@ from households.schemas import (
     WarningPage,
     household_out,
     job_out,
+    sent_fields,
     summary_out,
     warning_summary,
 )
@@ -583,11 +586,22 @@ class NeedLevelAdmin(Controller):
 # -- JSON API ----------------------------------------------------------------------------------
 
 
+def _unreadable(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A body or query of the wrong shape is invalid input like any other: 422, the fields named."""
+    from marketplace.app import unreadable_as_invalid  # the app imports these routes
+
+    return unreadable_as_invalid(request, exc)
+
+
+UNREADABLE_IS_INVALID: dict[Any, Any] = {ValidationException: _unreadable}
+
+
 class HouseholdApi(Controller):
     """Households of the caller's communities (stewards, admins) or the caller's own (residents)."""
 
     path = "/api/v1/households"
     tags = ["households"]
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @get("", guards=STAFF, summary="List households")
     async def list_households(
@@ -635,11 +649,19 @@ class HouseholdApi(Controller):
         """Members with masked ID numbers, the level and its explanation, the history."""
         return household_out(await services.household_detail(request.user, household_id))
 
-    @patch("/{household_id:int}", guards=STAFF, summary="Change a household")
+    @patch(
+        "/{household_id:int}",
+        guards=STAFF,
+        summary="Change some of a household's fields",
+        description="Only the fields sent change; a field left out keeps its value and null clears an "
+        "optional one (latitude, longitude, yearly_income, steward_id). A required field sent as null, "
+        "an unknown field or a value of the wrong type is answered 422 naming the field. A change of "
+        "category or groups scores the household again; every change shows in its history.",
+    )
     async def update(
         self, request: Request[Any, Any, Any], household_id: FromPath[int], data: JSONBody[HouseholdPatch]
     ) -> HouseholdOut:
-        await services.update_household(request.user, household_id, structs.asdict(data))
+        await services.update_household(request.user, household_id, sent_fields(data))
         return household_out(await services.household_detail(request.user, household_id))
 
     @post("/{household_id:int}/members", guards=STAFF, summary="Add a member")
@@ -649,15 +671,25 @@ class HouseholdApi(Controller):
         await services.save_member(request.user, household_id, structs.asdict(data))
         return household_out(await services.household_detail(request.user, household_id))
 
-    @patch("/{household_id:int}/members/{member_id:int}", guards=STAFF, summary="Change a member")
+    @patch(
+        "/{household_id:int}/members/{member_id:int}",
+        guards=STAFF,
+        summary="Change some of a member's fields",
+        description="Only the fields sent change; a field left out keeps its value (an id_number left out "
+        "or empty keeps the stored number) and null clears an optional one (phone, disability_grade, "
+        "health). A required field sent as null, an unknown field or a value of the wrong type is answered "
+        "422 naming the field. The household is scored again: age, disability grade and phone use count.",
+    )
     async def update_member(
         self,
         request: Request[Any, Any, Any],
         household_id: FromPath[int],
         member_id: FromPath[int],
-        data: JSONBody[MemberIn],
+        data: JSONBody[MemberPatch],
     ) -> HouseholdOut:
-        await services.save_member(request.user, household_id, structs.asdict(data), member_id=member_id)
+        await services.save_member(
+            request.user, household_id, sent_fields(data), member_id=member_id, partial=True
+        )
         return household_out(await services.household_detail(request.user, household_id))
 
     @post("/{household_id:int}/members/{member_id:int}/remove", guards=STAFF, summary="Remove a member")
@@ -737,6 +769,7 @@ class ImportApi(Controller):
     path = "/api/v1/household-imports"
     tags = ["households"]
     guards = STAFF
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @post("", summary="Upload a CSV or XLSX file")
     async def upload(
@@ -1147,6 +1180,7 @@ class SignalApi(Controller):
     path = "/api/v1/signals"
     tags = ["monitoring"]
     guards = [requires(scope="signals:write")]
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @post("", summary="Send signals (1 to 1,000 per request)", status_code=200)
     async def receive(self, request: Request[Any, Any, Any], data: JSONBody[SignalBatchIn]) -> SignalBatchOut:
@@ -1180,6 +1214,7 @@ class WarningApi(Controller):
     path = "/api/v1/warnings"
     tags = ["monitoring"]
     guards = STAFF
+    exception_handlers = UNREADABLE_IS_INVALID
 
     @get("", summary="List warnings")
     async def list_warnings(

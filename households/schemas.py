@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from msgspec import Meta, Struct, field
+from msgspec import UNSET, Meta, Struct, UnsetType, field, structs
 
 
-class MemberIn(Struct, kw_only=True):
+class MemberIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     id_number: str = ""  # on a change, empty keeps the stored number
     birth_date: date | None = None
@@ -20,7 +20,7 @@ class MemberIn(Struct, kw_only=True):
     can_use_phone: bool = False
 
 
-class HouseholdIn(Struct, kw_only=True):
+class HouseholdIn(Struct, kw_only=True, forbid_unknown_fields=True):
     code: str
     community_id: int
     address: str
@@ -34,19 +34,48 @@ class HouseholdIn(Struct, kw_only=True):
     yearly_income: int | None = None
 
 
-class HouseholdPatch(Struct, kw_only=True):
-    """The household's own fields; members are changed through their own routes."""
+class HouseholdPatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The household's own fields, all optional: only those sent change (members have their own routes).
 
-    community_id: int
-    address: str
-    phone: str
-    category: str
-    groups: list[str] = field(default_factory=list)
-    status: str = "active"
-    latitude: float | None = None
-    longitude: float | None = None
-    steward_id: int | None = None
-    yearly_income: int | None = None
+    A field left out keeps its value; ``null`` clears an optional one (coordinates, income,
+    responsible steward).  ``community_id``, ``address``, ``phone``, ``category``, ``groups`` and
+    ``status`` cannot be null.
+    """
+
+    community_id: int | UnsetType = UNSET
+    address: str | UnsetType = UNSET
+    phone: str | UnsetType = UNSET
+    category: str | UnsetType = UNSET
+    groups: list[str] | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    latitude: float | UnsetType | None = UNSET
+    longitude: float | UnsetType | None = UNSET
+    steward_id: int | UnsetType | None = UNSET
+    yearly_income: int | UnsetType | None = UNSET
+
+
+class MemberPatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A member's fields, all optional: only those sent change.
+
+    A field left out keeps its value; ``null`` clears an optional one (phone, disability grade,
+    health notes).  ``name``, ``id_number``, ``relation`` and ``can_use_phone`` cannot be null.
+    The birth date and sex, if sent, must agree with the ID number.
+    """
+
+    name: str | UnsetType = UNSET
+    id_number: str | UnsetType = UNSET
+    birth_date: date | UnsetType | None = UNSET
+    sex: str | UnsetType | None = UNSET
+    relation: str | UnsetType = UNSET
+    phone: str | UnsetType | None = UNSET
+    disability_grade: int | UnsetType | None = UNSET
+    health: str | UnsetType | None = UNSET
+    can_use_phone: bool | UnsetType = UNSET
+
+
+def sent_fields(patch: Struct) -> dict[str, Any]:
+    """The fields a PATCH body holds (``null`` included), without those left out."""
+    return {name: value for name, value in structs.asdict(patch).items() if value is not UNSET}
 
 
 class MemberOut(Struct, kw_only=True):
@@ -136,22 +165,22 @@ class HouseholdOut(Struct, kw_only=True):
     yearly_income: int | None = None
 
 
-class OverrideIn(Struct, kw_only=True):
+class OverrideIn(Struct, kw_only=True, forbid_unknown_fields=True):
     level: int
     reason: str
     until: date
 
 
-class ReasonIn(Struct, kw_only=True):
+class ReasonIn(Struct, kw_only=True, forbid_unknown_fields=True):
     reason: str
 
 
-class EraseIn(Struct, kw_only=True):
+class EraseIn(Struct, kw_only=True, forbid_unknown_fields=True):
     reason: str
     confirm_code: str
 
 
-class ProxyIn(Struct, kw_only=True):
+class ProxyIn(Struct, kw_only=True, forbid_unknown_fields=True):
     phone: str
     display_name: str = ""
 

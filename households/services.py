@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -756,6 +756,47 @@ async def _id_taken(id_number: str, *, except_member: int | None = None) -> dict
     return await query.first()
 
 
+ID_TAKEN = N_("This ID number is already registered in household %(code)s.")
+CODE_TAKEN = N_("A household with this code is already registered.")
+ID_RACE = N_("A member with this ID number is already registered.")
+
+
+async def _taken(
+    *,
+    code: str | None = None,
+    except_household: int | None = None,
+    id_numbers: Sequence[tuple[str, str]] = (),
+    except_member: int | None = None,
+) -> list[FieldError]:
+    """The fields whose value another household or member holds: the code, ID numbers (field, number).
+
+    Asked before writing, and again when a unique index refused the write (a concurrent
+    request won): the message names the other household by its code, never the ID number.
+    """
+    errors: list[FieldError] = []
+    if code is not None:
+        query = Household.exists().where(Household.code == code)
+        if except_household is not None:
+            query = query.where(Household.id != except_household)
+        if await query:
+            errors.append(FieldError("code", CODE_TAKEN))
+    for name, number in id_numbers:
+        taken = await _id_taken(number, except_member=except_member)
+        if taken is not None:
+            errors.append(FieldError(name, ID_TAKEN, {"code": taken["household_code"]}))
+    return errors
+
+
+def _lost_race(*, field: str, message: str, **checks: Any) -> Callable[[], Awaitable[Exception]]:
+    """What :func:`marketplace.db.atomic_unique` raises when a concurrent request wrote the same value."""
+
+    async def explain() -> Exception:
+        errors = await _taken(**checks) or [FieldError(field, message)]
+        return ValidationFailed(errors=errors)
+
+    return explain
+
+
 async def _community_options(p: Principal) -> dict[int, str]:
     return {row["id"]: row["name"] for row in await communities_for(p)}
 
@@ -793,6 +834,7 @@ async def create_household(
     if not members:
         errors.append(FieldError("members", N_("Add at least one member.")))
     seen_ids: set[str] = set()
+    id_numbers: list[tuple[str, str]] = []
     for n, raw in enumerate(members):
         prefix = f"members-{n}-"
         try:
@@ -802,19 +844,17 @@ async def create_household(
             continue
         if member.id_number in seen_ids:
             errors.append(FieldError(f"{prefix}id_number", N_("This ID number is entered twice.")))
-        elif await _id_taken(member.id_number):
-            errors.append(
-                FieldError(f"{prefix}id_number", N_("A member with this ID number is already registered."))
-            )
+        else:
+            id_numbers.append((f"{prefix}id_number", member.id_number))
         seen_ids.add(member.id_number)
         clean_members.append(member)
-    if fields is not None and await Household.exists().where(Household.code == fields.code):
-        errors.append(FieldError("code", N_("A household with this code is already registered.")))
+    checks: dict[str, Any] = {"code": fields.code if fields is not None else None, "id_numbers": id_numbers}
+    errors += await _taken(**checks)
     income = yearly_income(data.get("yearly_income"), errors)
     if errors or fields is None:
         raise ValidationFailed(errors=errors)
     now = clock.now()
-    async with db.atomic():
+    async with db.atomic_unique(_lost_race(field="code", message=CODE_TAKEN, **checks)):
         values = {column._meta.name: value for column, value in _household_values(fields).items()}
         household = Household(
             **values,
@@ -836,17 +876,20 @@ async def create_household(
 
 
 async def update_household(p: Principal, household_id: int, data: Mapping[str, Any]) -> None:
-    """Change a household's own fields (members are changed one by one)."""
+    """Change a household's own fields (members are changed one by one).
+
+    Only the fields in ``data`` change, the others keep their stored values (a PATCH sends
+    some); a ``steward_id`` of None unassigns the steward, an empty one (the form's) keeps it.
+    """
     household = await staff_household(p, household_id)
     _writable(household)
-    merged = {"code": household["code"], **data}
+    merged = {**_stored_fields(household), **data}
     fields = household_fields(
         merged, communities=await _community_options(p), known_groups=await known_group_codes()
     )
-    if fields.code != household["code"] and await Household.exists().where(
-        (Household.code == fields.code) & (Household.id != household_id)
-    ):
-        raise ValidationFailed.field("code", N_("A household with this code is already registered."))
+    checks: dict[str, Any] = {"code": fields.code, "except_household": household_id}
+    if fields.code != household["code"] and (taken := await _taken(**checks)):
+        raise ValidationFailed(errors=taken)
     values = _household_values(fields)
     if "yearly_income" in data:
         # Only where the form or API gives it: imports do not carry the income and must not clear it.
@@ -855,16 +898,16 @@ async def update_household(p: Principal, household_id: int, data: Mapping[str, A
         if errors:
             raise ValidationFailed(errors=errors)
     changed = [column._meta.name for column, value in values.items() if household[column._meta.name] != value]
-    steward_id = data.get("steward_id")
-    if steward_id not in (None, ""):
-        new_steward = await _valid_steward(int(str(steward_id)), fields.community_id)
+    steward_id = data.get("steward_id", "")
+    if steward_id != "":
+        new_steward = None if steward_id is None else await _valid_steward(steward_id, fields.community_id)
         if new_steward != household["steward"]:
             values[Household.steward] = new_steward
             changed.append("steward")
     if not changed:
         return
     now = clock.now()
-    async with db.atomic():
+    async with db.atomic_unique(_lost_race(field="code", message=CODE_TAKEN, **checks)):
         await Household.update({**values, Household.updated_at: now}).where(Household.id == household_id)
         kind = "status_changed" if changed == ["status"] else "updated"
         await HouseholdEvent.insert(
@@ -881,10 +924,12 @@ async def update_household(p: Principal, household_id: int, data: Mapping[str, A
         await rescore([household_id], actor=p.user_id)
 
 
-async def _valid_steward(user_id: int, community_id: int) -> int:
+async def _valid_steward(raw: Any, community_id: int) -> int:
     stewards = await accounts.linked_users(LinkKind.COMMUNITY, community_id)
+    user_id = int(str(raw)) if str(raw).strip().isdigit() else None
     if user_id not in stewards:
         raise ValidationFailed.field("steward_id", N_("Choose a steward of this household's community."))
+    assert user_id is not None
     return user_id
 
 
@@ -911,9 +956,18 @@ async def member_for_edit(p: Principal, household_id: int, member_id: int) -> di
 
 
 async def save_member(
-    p: Principal, household_id: int, data: Mapping[str, Any], *, member_id: int | None = None
+    p: Principal,
+    household_id: int,
+    data: Mapping[str, Any],
+    *,
+    member_id: int | None = None,
+    partial: bool = False,
 ) -> int:
-    """Add a member, or change one; on a change an empty ID number keeps the stored one."""
+    """Add a member, or change one; on a change an empty ID number keeps the stored one.
+
+    With ``partial`` (an API PATCH) the fields missing from ``data`` keep their stored values;
+    a form sends them all (an unticked box is no value at all).
+    """
     household = await staff_household(p, household_id)
     _writable(household)
     existing: dict[str, Any] | None = None
@@ -923,17 +977,24 @@ async def save_member(
         )
         if existing is None:
             raise NotFound()
+    if partial and existing is not None:
+        stored = _member_view(existing, with_health=True)
+        if str(data.get("id_number") or "").strip():
+            # A new ID number brings its own birth date and sex: the stored ones were the old number's.
+            stored.update(birth_date=None, sex="")
+        data = {**stored, "id_number": "", **data}
     data = dict(data)
     keep_id = existing is not None and not str(data.get("id_number") or "").strip()
     if keep_id and existing is not None:
         # Validate against the stored number without ever showing it.
         data["id_number"] = crypto.decrypt(existing["id_cipher"], ID_CONTEXT) if existing["id_cipher"] else ""
     fields = member_fields(data, today=clock.local_now().date())
-    taken = await _id_taken(fields.id_number, except_member=member_id)
-    if taken is not None:
-        raise ValidationFailed.field("id_number", N_("A member with this ID number is already registered."))
+    checks: dict[str, Any] = {"id_numbers": [("id_number", fields.id_number)], "except_member": member_id}
+    taken = await _taken(**checks)
+    if taken:
+        raise ValidationFailed(errors=taken)
     now = clock.now()
-    async with db.atomic():
+    async with db.atomic_unique(_lost_race(field="id_number", message=ID_RACE, **checks)):
         if existing is None:
             member = _member_row(household_id, fields)
             await Member.insert(member)
@@ -1211,6 +1272,12 @@ async def erase_household(p: Principal, household_id: int, *, reason: str, confi
     return pseudonym
 
 
+PROXY_RACE = N_(
+    "An account with this phone number was created at this very moment. Reload the page and look at "
+    "the family accounts before linking it again."
+)
+
+
 async def link_proxy(p: Principal, household_id: int, *, phone: str, name: str) -> int:
     """Link a family member's resident account to the household, creating it if the phone is new.
 
@@ -1235,7 +1302,7 @@ async def link_proxy(p: Principal, household_id: int, *, phone: str, name: str) 
         )
     if errors:
         raise ValidationFailed(errors=errors)
-    async with db.atomic():
+    async with db.atomic_unique(_lost_race(field="phone", message=PROXY_RACE)):
         if user is None:
             created = await accounts.create_user(phone=phone, display_name=name.strip(), role=Role.RESIDENT)
             user_id = int(created.id)
@@ -1302,9 +1369,8 @@ async def form_options(p: Principal) -> dict[str, Any]:
     }
 
 
-def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
-    """A stored household as the edit form's values."""
-    h = detail["household"]
+def _stored_fields(h: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored household's own fields as :func:`household_fields` reads them (and a form shows them)."""
     return {
         "code": h["code"],
         "community_id": str(h["community"]),
@@ -1313,9 +1379,17 @@ def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
         "category": h["category"],
         "groups": h["groups"],
         "status": h["status"],
-        "yearly_income": "" if h["yearly_income"] is None else str(h["yearly_income"]),
         "latitude": "" if h["latitude"] is None else str(h["latitude"]),
         "longitude": "" if h["longitude"] is None else str(h["longitude"]),
+    }
+
+
+def household_form_values(detail: dict[str, Any]) -> dict[str, Any]:
+    """A stored household as the edit form's values."""
+    h = detail["household"]
+    return {
+        **_stored_fields(h),
+        "yearly_income": "" if h["yearly_income"] is None else str(h["yearly_income"]),
         "steward_id": "" if h["steward"] is None else str(h["steward"]),
     }
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -178,17 +179,51 @@ _CSRF_MESSAGE = N_(
 )
 
 
+_FIELD_IN_MESSAGE = re.compile(r"(unknown|required) field `([^`]+)`")
+_MISSING_PARAMETER = re.compile(r"Missing required \w+ parameter '([^']+)'")
+
+
+def _field_name(key: str) -> str:
+    """A body path as the forms name the field: ``members[0].name`` → ``members-0-name``."""
+    return re.sub(r"\[(\d+)\]", r"-\1", key).replace(".", "-")
+
+
+def unreadable_fields(exc: ValidationException) -> list[FieldError]:
+    """The fields of a body or query that did not parse, each with what to fix."""
+    errors = []
+    for item in exc.extra or []:
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("key") or item.get("source") or "body")
+        message = N_("This value is missing or has the wrong form.")
+        found = _FIELD_IN_MESSAGE.search(str(item.get("message") or ""))
+        if found:  # the whole body was named: the field is in the message
+            kind, field_name = found.groups()
+            name = f"{name}.{field_name}" if name not in ("data", "body") else field_name
+            message = (
+                N_("This field is not known here; check its name in the API documentation.")
+                if kind == "unknown"
+                else N_("This field is required.")
+            )
+        errors.append(FieldError(_field_name(name), message, {}))
+    missing = _MISSING_PARAMETER.search(str(exc.detail))
+    if not errors and missing:
+        errors.append(FieldError(missing.group(1), N_("This field is required."), {}))
+    return errors
+
+
+def unreadable_as_invalid(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """For routes whose unreadable input is answered like any invalid input: 422, the fields named."""
+    return domain_error_handler(request, ValidationFailed(errors=unreadable_fields(exc)))
+
+
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     """Litestar's own errors (unknown path, unreadable body, CSRF) in the person's language."""
     _locale_from(request)
     status = exc.status_code
     if isinstance(exc, ValidationException):
         # Bodies and query parameters that do not parse: name the field, in our words.
-        errors = []
-        for item in exc.extra or []:
-            if isinstance(item, dict):
-                name = str(item.get("key") or item.get("source") or "body")
-                errors.append(FieldError(name, N_("This value is missing or has the wrong form."), {}))
+        errors = unreadable_fields(exc)
         domain: DomainError = ValidationFailed(errors=errors)
         domain_status = 400
         return (

@@ -44,15 +44,12 @@ def category_public_id(code: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"cloudmarket:category:{code}")
 
 
+is_unique_violation = db.is_unique_violation  # its older home: callers import it from here too
+
+
 def _ensure_admin(principal: Principal) -> None:
     if principal.role != Role.ADMIN:
         raise PermissionDenied()
-
-
-def is_unique_violation(exc: BaseException) -> bool:
-    """A unique index refused a row (SQLite or PostgreSQL)."""
-    name = type(exc).__name__
-    return name == "UniqueViolationError" or (name == "IntegrityError" and "UNIQUE" in str(exc).upper())
 
 
 def like_pattern(text: str) -> str:

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -129,6 +129,32 @@ async def atomic() -> AsyncIterator[None]:
         _after_commit.reset(token)
     for callback in callbacks:
         callback()
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """A unique index refused a row (SQLite or PostgreSQL)."""
+    name = type(exc).__name__
+    return name == "UniqueViolationError" or (name == "IntegrityError" and "UNIQUE" in str(exc).upper())
+
+
+@contextlib.asynccontextmanager
+async def atomic_unique(explain: Callable[[], Awaitable[Exception]]) -> AsyncIterator[None]:
+    """:func:`atomic`, where a unique index refusing a row raises what ``explain()`` returns.
+
+    Checking before writing leaves a moment in which a concurrent request can write the same
+    value; the index then refuses the loser's row.  ``explain`` runs after the rollback (so it
+    can read what the winner stored) and returns the error to raise, usually a
+    ``ValidationFailed`` naming the field.  Inside an outer transaction the refusal propagates
+    unchanged: that transaction is spoilt and its owner decides.
+    """
+    outer = engine().current_transaction.get() is not None
+    try:
+        async with atomic():
+            yield
+    except Exception as exc:
+        if outer or not is_unique_violation(exc):
+            raise
+        raise await explain() from exc
 
 
 async def lock_row(table: Any, row_id: int) -> None:

@@ -95,7 +95,7 @@ async def test_a_second_household_with_the_same_id_number_is_refused(steward, co
         "/households/new", household_form(community, code="QX-0002"), headers={"accept-language": "en"}
     )
     assert response.status_code == 422
-    assert "A member with this ID number is already registered." in response.text
+    assert "This ID number is already registered in household T-0001." in response.text
 
 
 async def test_steward_scope_other_communities_get_404_everywhere(
