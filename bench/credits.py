@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.candidates import _configure
-from bench.common import env_int, figure, fresh_database
+from bench.common import env_int, figure, fresh_database, household_rows
 
 HOUSEHOLDS = env_int("BENCH_CREDITS_HOUSEHOLDS", 50_000)
 RESIDENTS_PERCENT = env_int("BENCH_CREDITS_RESIDENTS", 10)
@@ -47,18 +47,7 @@ async def _load(rng: random.Random) -> None:
                 ],
             )
         communities = [r["id"] for r in await Community.select(Community.id)]
-        await db.bulk_insert(
-            Household,
-            [
-                {
-                    "code": f"B{i:08d}",
-                    "community": rng.choice(communities),
-                    "category": "dibao",
-                    "level": rng.choices((1, 2, 3), weights=(2, 3, 5))[0],
-                }
-                for i in range(HOUSEHOLDS)
-            ],
-        )
+        await db.bulk_insert(Household, household_rows(rng, HOUSEHOLDS, communities))
         chosen = [
             r["id"] for r in await Household.select(Household.id) if rng.randrange(100) < RESIDENTS_PERCENT
         ]
