@@ -56,6 +56,7 @@ class Trial:
     orders: list[int] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     at_kill: str = ""
+    mid_routing: bool = False
     worker_alive: bool = True
 
     def line(self) -> str:
@@ -120,16 +121,22 @@ async def book(residents: list[Principal], rng: random.Random, count: int) -> li
     return ids
 
 
-async def progress(order_ids: list[int]) -> str:
-    """Where the trial's orders and the outbox stood when the worker died."""
-    states = Counter(row["state"] for row in await Order.select(Order.state).where(Order.id.is_in(order_ids)))
+async def progress(order_ids: list[int]) -> tuple[str, bool]:
+    """Where the trial's orders and the outbox stood when the worker died, and whether it died
+    routing (an order not routed yet whose routing message had been handed to it)."""
+    states = Counter(
+        row["state"] for row in await Order.select(Order.state).where(Order.id.is_in(order_ids or [0]))
+    )
     outbox = Counter(
         f"{row['actor'].rsplit('.', 1)[-1]}:{row['state']}"
         for row in await OutboxMessage.select(OutboxMessage.actor, OutboxMessage.state).where(
             OutboxMessage.due_at <= clock.now() + timedelta(seconds=LEASE_SECONDS + 1)
         )
     )
-    return f"orders {dict(states)}, outbox {dict(outbox)}"
+    routing = bool(states["submitted"] + states["routing"]) and any(
+        key.startswith("route_order") and key.endswith(":sent") for key in outbox
+    )
+    return f"orders {dict(states)}, outbox {dict(outbox)}", routing
 
 
 async def quiet() -> bool:
@@ -149,7 +156,7 @@ async def wait_quiet(worker: Proc) -> None:
         if worker.popen.poll() is not None:
             raise AssertionError(f"the new worker exited with {worker.popen.returncode}")
         if loop.time() > deadline:
-            raise AssertionError(f"not quiet after {QUIET_TIMEOUT}s: {await progress([])}")
+            raise AssertionError(f"not quiet after {QUIET_TIMEOUT}s: {(await progress([]))[0]}")
         await asyncio.sleep(0.05)
 
 
@@ -267,7 +274,7 @@ async def test_a_worker_killed_at_random_points_of_routing_loses_and_doubles_not
             worker.popen.send_signal(signal.SIGKILL)
             worker.popen.wait(10)
             worker.stop()
-            trial.at_kill = await progress(trial.orders)
+            trial.at_kill, trial.mid_routing = await progress(trial.orders)
             assert spare is not None
             worker, spare = relaying(spare), None
             if number < TRIALS:
@@ -299,3 +306,5 @@ async def test_a_worker_killed_at_random_points_of_routing_loses_and_doubles_not
     )
     for trial in done:
         print(trial.line())
+    if TRIALS >= 10:  # the kills are meant to land in routing too, not only before or after it
+        assert any(t.mid_routing for t in done), "no kill landed while an order was being routed"
