@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import shutil
 import statistics
@@ -248,3 +249,16 @@ def figure(label: str, value: float | str, unit: str = "") -> None:
     """One printed figure, aligned."""
     shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
     print(f"   {label:<58} {shown:>12} {unit}")
+
+
+def household_rows(rng: random.Random, count: int, communities: Sequence[int]) -> list[dict[str, Any]]:
+    """``count`` households of levels 1–3 (2 : 3 : 5) in random communities, for ``db.bulk_insert``."""
+    return [
+        {
+            "code": f"B{i:08d}",
+            "community": rng.choice(communities),
+            "category": "dibao",
+            "level": rng.choices((1, 2, 3), weights=(2, 3, 5))[0],
+        }
+        for i in range(count)
+    ]

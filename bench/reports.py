@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bench.common import figure, fresh_database
+from bench.common import figure, fresh_database, household_rows
 
 ORDERS = int(os.environ.get("BENCH_REPORT_ORDERS", "100000"))
 STREETS = 9
@@ -123,18 +123,7 @@ async def _load(rng: random.Random) -> tuple[int, int, int, int]:
     )
     providers = [r["id"] for r in await Provider.select(Provider.id)]
     households = ORDERS // 5
-    await _insert(
-        Household,
-        [
-            {
-                "code": f"B{i:08d}",
-                "community": rng.choice(communities),
-                "category": "dibao",
-                "level": rng.choices((1, 2, 3), weights=(2, 3, 5))[0],
-            }
-            for i in range(households)
-        ],
-    )
+    await _insert(Household, household_rows(rng, households, communities))
     homes = [
         (r["id"], r["community"], r["level"])
         for r in await Household.select(Household.id, Household.community, Household.level)

@@ -38,7 +38,7 @@ from orders.tables import CreditAccount, CreditEntry, Order, Settlement, Settlem
 
 log = logging.getLogger("cloudmarket.orders")
 
-GRANT_BATCH = 500
+GRANT_BATCH = 1000
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -80,7 +80,7 @@ def prorated(monthly: int, day: date) -> int:
 async def _notify_granted(month: str, granted: dict[int, int]) -> None:
     """Tell the residents of each household what came and what they have now."""
     from notifications.events import Event
-    from notifications.services import notify
+    from notifications.services import notify_each
 
     if not granted:
         return
@@ -97,10 +97,10 @@ async def _notify_granted(month: str, granted: dict[int, int]) -> None:
         )
     }
     first = date(int(month[:4]), int(month[5:7]), 1)
-    for household_id, amount in granted.items():
-        if users.get(household_id) and amount > 0:
-            await notify(
-                Event.CREDITS_GRANTED,
+    await notify_each(
+        Event.CREDITS_GRANTED,
+        [
+            (
                 users[household_id],
                 {
                     "month": first,
@@ -108,8 +108,12 @@ async def _notify_granted(month: str, granted: dict[int, int]) -> None:
                     "balance": balances.get(household_id, amount),
                     "link": "/credits",
                 },
-                dedupe_key=f"credits:{month}:{household_id}",
+                f"credits:{month}:{household_id}",
             )
+            for household_id, amount in granted.items()
+            if users.get(household_id) and amount > 0
+        ],
+    )
 
 
 async def grant_month(month: str | None = None) -> int:
@@ -148,39 +152,42 @@ async def grant_month(month: str | None = None) -> int:
     return total
 
 
+NEW_ACCOUNTS = "INSERT INTO od_credit_account (household, available, reserved, updated_at)"
+NEW_GRANTS = "INSERT INTO od_credit_entry (household, at, kind, amount, reserved_change, key, month, note)"
+ADD_GRANTS = "UPDATE od_credit_account SET available = available + g.column2, updated_at = {}"
+
+
+def _values(row: str, count: int) -> str:
+    """A multi-row VALUES list of ``count`` rows like ``row`` (placeholders only: every value is bound)."""
+    return ", ".join([row] * count)
+
+
 async def _grant_batch(month: str, amounts: dict[int, int]) -> dict[int, int]:
-    """One transaction: the entries (once per household and month), the accounts, the notices."""
+    """One transaction, four statements whatever the batch's size: the accounts, the entries
+    (once per household and month: the key decides), the balances of those just granted, the
+    notices.  A rerun, or a retry after a crash, grants nobody twice."""
     now = clock.now()
+    households = list(amounts)
+    accounts = _values("({}, 0, 0, {})", len(households))
+    entries = _values("({}, {}, 'grant', {}, 0, {}, {}, 'monthly')", len(households))
     async with db.atomic():
-        await CreditAccount.insert(*[CreditAccount(household=h) for h in amounts]).on_conflict(
-            action="DO NOTHING"
+        await CreditAccount.raw(
+            f"{NEW_ACCOUNTS} VALUES {accounts} ON CONFLICT (household) DO NOTHING",
+            *[value for h in households for value in (h, now)],
         )
-        inserted = (
-            await CreditEntry.insert(
-                *[
-                    CreditEntry(
-                        household=household_id,
-                        at=now,
-                        kind=credits.Kind.GRANT.value,
-                        amount=amount,
-                        key=f"grant:{month}:{household_id}",
-                        month=month,
-                        note="monthly",
-                    )
-                    for household_id, amount in amounts.items()
-                ]
-            )
-            .on_conflict(action="DO NOTHING")
-            .returning(CreditEntry.household, CreditEntry.amount)
+        inserted = await CreditEntry.raw(
+            f"{NEW_GRANTS} VALUES {entries} ON CONFLICT (key) DO NOTHING RETURNING household, amount",
+            *[v for h in households for v in (h, now, amounts[h], f"grant:{month}:{h}", month)],
         )
         granted = {row["household"]: row["amount"] for row in inserted}
-        by_amount: dict[int, list[int]] = defaultdict(list)
-        for household_id, amount in granted.items():
-            by_amount[amount].append(household_id)
-        for amount, ids in by_amount.items():
-            await CreditAccount.update(
-                {CreditAccount.available: CreditAccount.available + amount, CreditAccount.updated_at: now}
-            ).where(CreditAccount.household.is_in(ids))
+        if granted:
+            # Only the households granted just now: one granted before (a rerun) stays as it is.
+            added = _values("(CAST({} AS INTEGER), CAST({} AS INTEGER))", len(granted))
+            await CreditAccount.raw(
+                f"{ADD_GRANTS} FROM (VALUES {added}) AS g WHERE od_credit_account.household = g.column1",
+                now,
+                *[v for item in granted.items() for v in item],
+            )
         await _notify_granted(month, granted)
     return granted
 

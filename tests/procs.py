@@ -68,13 +68,15 @@ def clean_env(**overrides: str) -> dict[str, str]:
 class Proc:
     """A child process whose output goes to a file, stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], name: str):
+    def __init__(self, args: list[str], env: dict[str, str], name: str, *, code: str = ""):
+        """``cloudmarket ARGS``, or with ``code`` ``python -c CODE ARGS`` (reading its standard input)."""
         self.log = Path(tempfile.mkstemp(prefix=f"cm-{name}-", suffix=".log")[1])
         self._fh = self.log.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli", *args],
+            [sys.executable, *(["-c", code] if code else ["-m", "marketplace.cli"]), *args],
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE if code else None,
             stdout=self._fh,
             stderr=subprocess.STDOUT,
         )
@@ -93,6 +95,8 @@ class Proc:
         raise AssertionError(f"{url} did not answer in {timeout}s:\n{self.output()}")
 
     def stop(self, timeout: float = 20) -> int:
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            self.popen.stdin.close()
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -102,6 +106,62 @@ class Proc:
                 self.popen.wait()
         self._fh.close()
         return self.popen.returncode
+
+
+def run_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+    """The test run's database, Redis namespace and keys, for a process started by a test."""
+    return clean_env(
+        DATABASE_URL=os.environ["DATABASE_URL"],
+        REDIS_URL=os.environ["REDIS_URL"],
+        CLOUDMARKET_REDIS_NAMESPACE=os.environ["CLOUDMARKET_REDIS_NAMESPACE"],
+        CLOUDMARKET_SECRET_KEY=os.environ["CLOUDMARKET_SECRET_KEY"],
+        CLOUDMARKET_DATA_KEY=os.environ["CLOUDMARKET_DATA_KEY"],
+        CLOUDMARKET_VAR_DIR=str(var_dir),
+        CLOUDMARKET_LOG_LEVEL="INFO",
+        **overrides,
+    )
+
+
+# Imports take most of a worker's start (seconds on a loaded machine): this one does them (the
+# migrations' too), then waits for a line on its standard input before it runs `cloudmarket worker`.
+WAITING_WORKER = """
+import sys
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
+from piccolo.conf.apps import Finder
+from marketplace import cli
+from marketplace.broker import load_actors
+load_actors()
+for app in Finder().get_app_registry().app_configs.values():  # the start checks the migrations
+    BaseMigrationManager().get_migration_modules(app.resolved_migrations_folder_path)
+sys.stdin.readline()
+cli.main(sys.argv[1:])
+"""
+
+
+def waiting_worker(env: dict[str, str], name: str = "worker", threads: int = 2) -> Proc:
+    """A `cloudmarket worker` process, imports done, that starts when :func:`relaying` says so."""
+    return Proc(["worker", "--threads", str(threads)], env, name, code=WAITING_WORKER)
+
+
+def relaying(proc: Proc, timeout: float = 90) -> Proc:
+    """Start a waiting worker (any other starts by itself) and wait until its outbox relay runs."""
+    if proc.popen.stdin is not None:
+        proc.popen.stdin.write(b"go\n")
+        proc.popen.stdin.close()
+    deadline = time.monotonic() + timeout
+    while "outbox relay started" not in proc.output():
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"the worker exited with {proc.popen.returncode}:\n{proc.output()}")
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise AssertionError(f"the worker's relay did not start in {timeout}s:\n{proc.output()}")
+        time.sleep(0.01)
+    return proc
+
+
+def started_worker(env: dict[str, str], name: str = "worker", threads: int = 2, timeout: float = 90) -> Proc:
+    """A `cloudmarket worker` whose outbox relay runs (so it takes messages from now on)."""
+    return relaying(Proc(["worker", "--threads", str(threads)], env, name), timeout)
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import SERVER_URL
 from tests.faults.site import Seeded, copy_of, deployment
+from tests.households.conftest import area  # noqa: F401 - a fixture of the routing world
+from tests.orders.routing_world import world  # noqa: F401 - the worker-kill trials' scene
 from tests.procs import fresh_database, private_redis
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 
-from tests.procs import Proc, clean_env, cli, free_port, login, pg_admin
+from tests.procs import Proc, clean_env, cli, free_port, login, pg_admin, started_worker
 
 CREDENTIAL_LINE = re.compile(r"^\s+(\w+)\s+(1\d{10})\s+(\S+)\s", re.MULTILINE)
 TOKEN_LINE = re.compile(r"^client \d+: (\S+)$", re.MULTILINE)
@@ -112,15 +112,8 @@ class Deployment:
 
     def worker(self, threads: int = 2) -> Proc:
         """Start a worker and wait until its outbox relay runs."""
-        proc = Proc(["worker", "--threads", str(threads)], self.env, "worker")
+        proc = started_worker(self.env, threads=threads)
         self.procs.append(proc)
-
-        def relaying() -> bool:
-            if proc.popen.poll() is not None:
-                raise AssertionError(f"the worker exited with {proc.popen.returncode}:\n{proc.output()}")
-            return "outbox relay started" in proc.output()
-
-        wait_until(relaying, timeout=90, what="the worker's relay")
         return proc
 
     def login(self, base: str, role: str) -> httpx.Client:

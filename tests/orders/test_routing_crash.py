@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import pytest
@@ -13,24 +12,14 @@ from notifications.tables import Notification
 from orders import tasks
 from orders.tables import Offer, Order
 from tests.orders.routing_world import make_order
-from tests.procs import Proc, clean_env
+from tests.procs import Proc, run_env
 
 ORDERS = 40
 
 
 def worker_env(tmp_path) -> dict[str, str]:
     """The test run's database and Redis namespace; a short lease so lost messages are sent again."""
-    return clean_env(
-        DATABASE_URL=os.environ["DATABASE_URL"],
-        REDIS_URL=os.environ["REDIS_URL"],
-        CLOUDMARKET_REDIS_NAMESPACE=os.environ["CLOUDMARKET_REDIS_NAMESPACE"],
-        CLOUDMARKET_SECRET_KEY=os.environ["CLOUDMARKET_SECRET_KEY"],
-        CLOUDMARKET_DATA_KEY=os.environ["CLOUDMARKET_DATA_KEY"],
-        CLOUDMARKET_VAR_DIR=str(tmp_path / "var"),
-        CLOUDMARKET_OUTBOX_LEASE_SECONDS="5",
-        CLOUDMARKET_WORKER_THREADS="2",
-        CLOUDMARKET_LOG_LEVEL="INFO",
-    )
+    return run_env(tmp_path / "var", CLOUDMARKET_OUTBOX_LEASE_SECONDS="5", CLOUDMARKET_WORKER_THREADS="2")
 
 
 async def routed() -> int:

@@ -85,6 +85,68 @@ async def test_each_household_gets_its_levels_credits_once_a_month(orders_world)
     assert await credits.check() == []
 
 
+class Killed(Exception):
+    """The worker dies in the middle of a batch: its transaction never commits."""
+
+
+async def test_a_grant_killed_midway_then_run_again_grants_each_household_once(orders_world, monkeypatch):
+    # Given eleven households of three levels, four with a resident, in batches of three
+    clock.freeze(SHANGHAI_DEC_1)
+    monkeypatch.setattr(settlement, "GRANT_BATCH", 3)
+    homes = [orders_world.household]
+    for n in range(10):
+        homes.append(await orders_world.another_household(level=1 + n % 3, credits_=0))
+    for household_id in homes[1:4]:
+        await orders_world.resident_for(household_id)
+    # and one that got this month's credits already, when it was given its level
+    await credits.grant(homes[5], 50, key=f"grant:2026-12:{homes[5]}", month="2026-12")
+    before = {h: (await credits.balance(h)).available for h in homes}
+
+    # When the job dies inside its third batch, after writing it
+    real_batch = settlement._grant_batch
+    calls = 0
+
+    async def dies_in_the_third(month: str, amounts: dict[int, int]) -> dict[int, int]:
+        nonlocal calls
+        calls += 1
+        async with db.atomic():
+            granted = await real_batch(month, amounts)
+            if calls == 3:
+                raise Killed
+        return granted
+
+    monkeypatch.setattr(settlement, "_grant_batch", dies_in_the_third)
+    with pytest.raises(Killed):
+        await settlement.grant_month("2026-12")
+    assert await CreditEntry.count().where(CreditEntry.key.like("grant:2026-12:%")) == 1 + 6 - 1
+    assert await credits.check() == []
+
+    # and is run again, whole, twice
+    monkeypatch.setattr(settlement, "_grant_batch", real_batch)
+    assert await settlement.grant_month("2026-12") == 11 - 6
+    assert await settlement.grant_month("2026-12") == 0
+
+    # Then each household got its level's credits once; the one granted before, nothing more
+    levels = {r["id"]: r["level"] for r in await Household.select(Household.id, Household.level)}
+    monthly = {1: 300, 2: 200, 3: 100}
+    for household_id in homes:
+        extra = 0 if household_id == homes[5] else monthly[levels[household_id]]
+        assert (await credits.balance(household_id)).available == before[household_id] + extra, household_id
+    grants = await CreditEntry.select(CreditEntry.household).where(CreditEntry.key.like("grant:2026-12:%"))
+    assert sorted(r["household"] for r in grants) == sorted(homes)
+    assert await credits.check() == []
+    # and each resident was told once, with the balance after the grant
+    notices = await Notification.select(Notification.key, Notification.context).where(
+        Notification.event == "credits_granted"
+    )
+    told = sorted(n["key"].split(":")[3] for n in notices)
+    assert told == sorted(str(h) for h in [homes[0], *homes[1:4]])
+    for notice in notices:
+        household_id = int(notice["key"].split(":")[3])
+        context = json.loads(notice["context"]) if isinstance(notice["context"], str) else notice["context"]
+        assert context["balance"] == (await credits.balance(household_id)).available
+
+
 async def test_the_monthly_job_runs_once_per_month_through_the_queue(orders_world, worker):
     await run_jobs(worker)  # the household's level was just computed: this month's credits came then
     before = (await credits.balance(orders_world.household)).available
