@@ -1159,48 +1159,20 @@ async def erase_household(p: Principal, household_id: int, *, reason: str, confi
         errors.append(FieldError("confirm_code", N_("Type the household code exactly to confirm.")))
     if errors:
         raise ValidationFailed(errors=errors)
+    from households import erasure
+
     pseudonym = "X" + secrets.token_hex(4).upper()
     now = clock.now()
     async with db.atomic():
-        members = await Member.select(Member.id).where(Member.household == household_id).order_by(Member.id)
-        for n, member in enumerate(members, start=1):
-            await Member.update(
-                {
-                    Member.name: f"{pseudonym}-{n}",
-                    Member.id_cipher: None,
-                    Member.id_index: None,
-                    Member.id_masked: "",
-                    Member.birth_date: None,
-                    Member.sex: "",
-                    Member.phone: "",
-                    Member.disability_grade: None,
-                    Member.health_cipher: None,
-                    Member.updated_at: now,
-                }
-            ).where(Member.id == member["id"])
-        await Consent.update({Consent.given_by: pseudonym}).where(Consent.household == household_id)
-        await Household.update(
-            {
-                Household.code: f"erased-{pseudonym}",
-                Household.address: "",
-                Household.phone: "",
-                Household.latitude: None,
-                Household.longitude: None,
-                Household.status: "exited",
-                Household.pseudonym: pseudonym,
-                Household.erased_at: now,
-                Household.updated_at: now,
-            }
-        ).where(Household.id == household_id)
+        erased = await erasure.collect(household, pseudonym)
+        await erasure.erase(erased, now)
+        # The reason may name the person: it is kept without their values too.
+        reason = erased.scrub(reason.strip())
         await HouseholdEvent.insert(
             HouseholdEvent(
-                household=household_id, actor=p.user_id, at=now, kind="erased", reason=reason.strip()[:1000]
+                household=household_id, actor=p.user_id, at=now, kind="erased", reason=reason[:1000]
             )
         )
-        for user_id in await accounts.linked_users(LinkKind.HOUSEHOLD, household_id):
-            await accounts.unlink(user_id, LinkKind.HOUSEHOLD, household_id)
-            for member in members:
-                await accounts.unlink(user_id, LinkKind.MEMBER, member["id"])
         await audit.record(
             "household.erased",
             principal=p,
