@@ -99,10 +99,10 @@ def to_xlsx(rows: list[list[str]]) -> bytes:
 async def timed_run(content: bytes, *, dry_run: bool) -> tuple[float, dict]:
     from households import importer
     from households.tables import ImportJob
+    from marketplace import crypto
 
-    job = ImportJob(
-        created_by=None, filename="bench.csv", file_format="csv", content=content, dry_run=dry_run
-    )
+    sealed = crypto.encrypt_bytes(content, importer.FILE_CONTEXT)
+    job = ImportJob(created_by=None, filename="bench.csv", file_format="csv", content=sealed, dry_run=dry_run)
     await ImportJob.insert(job)
     started = time.perf_counter()
     await importer.run(job.id)

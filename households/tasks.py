@@ -6,6 +6,8 @@ import json
 import logging
 from datetime import datetime
 
+from dramatiq.middleware import CurrentMessage
+
 from households import events, services
 from households.tables import Household, HouseholdEvent
 from marketplace import clock, db
@@ -86,7 +88,13 @@ async def run_import(job_id: int) -> None:
     """Check (and, for a real run, write) one uploaded file; safe to run again."""
     from households import importer
 
-    await importer.run(job_id)
+    try:
+        await importer.run(job_id)
+    except Exception:
+        message = CurrentMessage.get_current_message()
+        if message is None or message.options.get("retries", 0) >= run_import.options["max_retries"]:
+            await importer.give_up(job_id)  # the last try: drop the file now, not in a day
+        raise
 
 
 @periodic(every(3600))
