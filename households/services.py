@@ -642,6 +642,7 @@ async def _heads(household_ids: list[int]) -> dict[int, str]:
 
 
 def _member_view(row: Mapping[str, Any], *, with_health: bool) -> dict[str, Any]:
+    """A member as pages and the API show it; the health notes only when ``with_health``."""
     view = {
         "id": row["id"],
         "name": row["name"],
@@ -652,6 +653,7 @@ def _member_view(row: Mapping[str, Any], *, with_health: bool) -> dict[str, Any]
         "phone": row["phone"],
         "disability_grade": row["disability_grade"],
         "can_use_phone": row["can_use_phone"],
+        "health_recorded": row["health_cipher"] is not None,
     }
     if with_health:
         view["health"] = crypto.decrypt(row["health_cipher"], HEALTH_CONTEXT) if row["health_cipher"] else ""
@@ -703,7 +705,9 @@ async def household_detail(p: Principal, household_id: int) -> dict[str, Any]:
     return {
         "household": household,
         "community": community,
-        "members": [_member_view(m, with_health=True) for m in members],
+        # Staff see that notes exist; reading them is a separate, audited act (read_health_notes).
+        # A household reads its own notes, as it may download all its data.
+        "members": [_member_view(m, with_health=p.role == Role.RESIDENT) for m in members],
         "history": history,
         "consents": consents,
         "steward": steward,
@@ -902,12 +906,12 @@ async def stewards_of(community_id: int) -> list[tuple[int, str]]:
 
 
 async def member_for_edit(p: Principal, household_id: int, member_id: int) -> dict[str, Any]:
-    """A member's fields as the edit form shows them (the ID number stays masked)."""
+    """A member's fields as the edit form shows them (the ID number masked, the health notes left out)."""
     await staff_household(p, household_id)
     row = await Member.select().where((Member.id == member_id) & (Member.household == household_id)).first()
     if row is None:
         raise NotFound()
-    return _member_view(row, with_health=True)
+    return _member_view(row, with_health=False)
 
 
 async def save_member(
@@ -928,6 +932,15 @@ async def save_member(
     if keep_id and existing is not None:
         # Validate against the stored number without ever showing it.
         data["id_number"] = crypto.decrypt(existing["id_cipher"], ID_CONTEXT) if existing["id_cipher"] else ""
+    keep_health = (
+        existing is not None
+        and existing["health_cipher"] is not None
+        and not str(data.get("health") or "").strip()
+        and data.get("health_clear") not in (True, "on", "1", "true", "yes")
+    )
+    if keep_health and existing is not None:
+        # The edit form does not show the notes (reading them is audited): empty keeps them.
+        data["health"] = crypto.decrypt(existing["health_cipher"], HEALTH_CONTEXT)
     fields = member_fields(data, today=clock.local_now().date())
     taken = await _id_taken(fields.id_number, except_member=member_id)
     if taken is not None:
@@ -1028,9 +1041,9 @@ async def add_consent(p: Principal, household_id: int, data: Mapping[str, Any]) 
 
 async def reveal_id_number(p: Principal, household_id: int, member_id: int, *, reason: str) -> str:
     """The full ID number, for a steward of the household's community who says why (audited)."""
-    household = await staff_household(p, household_id)
-    if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
-        raise PermissionDenied(N_("Only a steward of this household's community can see a full ID number."))
+    await _community_steward(
+        p, household_id, N_("Only a steward of this household's community can see a full ID number.")
+    )
     if len(reason.strip()) < MIN_REASON:
         raise ValidationFailed.field("reason", N_("Say why you need the full ID number."))
     row = (
@@ -1051,6 +1064,39 @@ async def reveal_id_number(p: Principal, household_id: int, member_id: int, *, r
     return crypto.decrypt(row["id_cipher"], ID_CONTEXT)
 
 
+async def _community_steward(p: Principal, household_id: int, refusal: str) -> dict[str, Any]:
+    """The household, if ``p`` is a steward of its community (NotFound out of reach, else ``refusal``)."""
+    household = await staff_household(p, household_id)
+    if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
+        raise PermissionDenied(refusal)
+    return household
+
+
+async def read_health_notes(p: Principal, household_id: int, member_id: int, *, reason: str = "") -> str:
+    """A member's health notes, for a steward of the household's community (audited; reason optional)."""
+    await _community_steward(
+        p, household_id, N_("Only a steward of this household's community can read health notes.")
+    )
+    row = (
+        await Member.select(Member.health_cipher)
+        .where((Member.id == member_id) & (Member.household == household_id))
+        .first()
+    )
+    if row is None:
+        raise NotFound()
+    if row["health_cipher"] is None:
+        return ""
+    await audit.record(
+        "household.read_health",
+        principal=p,
+        target_type="member",
+        target_id=member_id,
+        household_id=household_id,
+        reason=reason.strip()[:500],
+    )
+    return crypto.decrypt(row["health_cipher"], HEALTH_CONTEXT)
+
+
 async def export_household(p: Principal, household_id: int, *, reason: str = "") -> dict[str, Any]:
     """Everything held about a household, ID numbers and health notes included (audited).
 
@@ -1059,9 +1105,9 @@ async def export_household(p: Principal, household_id: int, *, reason: str = "")
     if p.role == Role.RESIDENT:
         household = await visible_household(p, household_id)
     else:
-        household = await staff_household(p, household_id)
-        if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
-            raise PermissionDenied(N_("Only a steward of this household's community can export its data."))
+        household = await _community_steward(
+            p, household_id, N_("Only a steward of this household's community can export its data.")
+        )
         if len(reason.strip()) < MIN_REASON:
             raise ValidationFailed.field("reason", N_("Say why the data is exported."))
     members = await Member.select().where(Member.household == household_id).order_by(Member.id)
