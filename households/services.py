@@ -268,10 +268,10 @@ def override_active(household: Mapping[str, Any], now: datetime) -> bool:
 
 @dataclass
 class LevelUpdate:
-    """What scoring one household changes: the columns to write and the history rows to add."""
+    """What scoring one household changes: the columns to write and the history row to add (by name)."""
 
-    values: dict[Any, Any]
-    event: HouseholdEvent | None
+    values: dict[str, Any]
+    event: dict[str, Any] | None
     level_changed: bool
 
 
@@ -288,26 +288,27 @@ def plan_rescore(
     ):
         return LevelUpdate({}, None, False)
     effective = household["override_level"] if override_active(household, now) else assessment.level
+    explanation = assessment.explanation()
     values = {
-        Household.computed_level: assessment.level,
-        Household.level_points: assessment.points,
-        Household.level_explanation: assessment.explanation(),
-        Household.level: effective,
+        "computed_level": assessment.level,
+        "level_points": assessment.points,
+        "level_explanation": explanation,
+        "level": effective,
     }
     changed = effective != household["level"]
-    event = HouseholdEvent(
-        household=household["id"],
-        at=now,
-        actor=actor,
-        kind="level_computed",
-        from_value=_level_text(household["computed_level"]),
-        to_value=_level_text(assessment.level),
-        detail={
-            "explanation": assessment.explanation(),
+    event = {
+        "household": household["id"],
+        "at": now,
+        "actor": actor,
+        "kind": "level_computed",
+        "from_value": _level_text(household["computed_level"]),
+        "to_value": _level_text(assessment.level),
+        "detail": {
+            "explanation": explanation,
             "effective_from": household["level"],
             "effective_to": effective,
         },
-    )
+    }
     return LevelUpdate(values, event, changed)
 
 
@@ -338,21 +339,60 @@ async def rescore(
     today = clock.local_now().date()
     households = await Household.select().where(Household.id.is_in(household_ids))
     members = await _members_of(household_ids)
-    changed_events: list[HouseholdEvent] = []
+    updates: dict[int, LevelUpdate] = {}
     for household in households:
         if household["erased_at"] is not None:
             continue
         assessment = levels.assess(facts_of(household, members[household["id"]]), rules, today)
         update = plan_rescore(household, assessment, actor, now)
-        if update.event is None:
-            continue
-        await Household.update(update.values).where(Household.id == household["id"])
-        await HouseholdEvent.insert(update.event)
-        if update.level_changed:
-            changed_events.append(update.event)
-    ids = [event.id for event in changed_events]
+        if update.event is not None:
+            updates[household["id"]] = update
+    if not updates:
+        return []
+    # One statement for the households, one for their history, whatever the batch size.
+    await db.bulk_update(Household, [{"id": hid, **update.values} for hid, update in updates.items()])
+    last = await HouseholdEvent.select(HouseholdEvent.id).order_by(HouseholdEvent.id, ascending=False).first()
+    await db.bulk_insert(HouseholdEvent, [update.event for update in updates.values() if update.event])
+    level_changed = [hid for hid, update in updates.items() if update.level_changed]
+    ids: list[int] = []
+    if level_changed:
+        rows = await HouseholdEvent.select(HouseholdEvent.id).where(
+            (HouseholdEvent.id > (last["id"] if last else 0))
+            & HouseholdEvent.household.is_in(level_changed)
+            & (HouseholdEvent.kind == "level_computed")
+        )
+        ids = sorted(row["id"] for row in rows)
     await announce(ids)
     return ids
+
+
+async def rescore_all(version: int, *, batch: int) -> int:
+    """Score every household with the rules of ``version`` (or newer), a batch per transaction.
+
+    Returns how many households were scored.  Raises if ``version`` is not visible yet (the
+    actor then retries).
+    """
+    rules = await current_rules()
+    if rules.version < version:
+        raise RuntimeError(f"rules version {version} is not visible yet")
+    last_id = 0
+    scored = 0
+    while True:
+        rows = (
+            await Household.select(Household.id)
+            .where((Household.id > last_id) & Household.erased_at.is_null())
+            .order_by(Household.id)
+            .limit(batch)
+        )
+        if not rows:
+            break
+        ids = [row["id"] for row in rows]
+        async with db.atomic():
+            await rescore(ids, rules=rules)
+        last_id = ids[-1]
+        scored += len(ids)
+    log.info("households rescored", extra={"rules_version": rules.version, "households": scored})
+    return scored
 
 
 async def announce(event_ids: list[int]) -> None:
