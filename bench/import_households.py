@@ -17,9 +17,7 @@ import csv
 import io
 import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 
@@ -151,20 +149,9 @@ async def measure(rows_wanted: int) -> None:
 
 
 def main() -> None:
-    from bench.common import fresh_database
-    from tests.procs import clean_env
+    from bench.common import measure_in_child
 
-    with fresh_database() as database_url:
-        env = clean_env(
-            DATABASE_URL=database_url,
-            CLOUDMARKET_DATA_KEY="bench-data-key",
-            CLOUDMARKET_SECRET_KEY="bench-secret-key",
-            CLOUDMARKET_VAR_DIR=tempfile.mkdtemp(prefix="cm-bench-"),
-            CLOUDMARKET_LOG_LEVEL="WARNING",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "bench.import_households", "--measure", str(ROWS)], env=env, check=True
-        )
+    measure_in_child("bench.import_households", str(ROWS))
 
 
 if __name__ == "__main__":

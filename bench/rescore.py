@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 HOUSEHOLDS = int(os.environ.get("BENCH_RESCORE_HOUSEHOLDS", "50000"))
@@ -81,20 +79,9 @@ async def measure(households: int) -> None:
 
 
 def main() -> None:
-    from bench.common import fresh_database
-    from tests.procs import clean_env
+    from bench.common import measure_in_child
 
-    with fresh_database() as database_url:
-        env = clean_env(
-            DATABASE_URL=database_url,
-            CLOUDMARKET_DATA_KEY="bench-data-key",
-            CLOUDMARKET_SECRET_KEY="bench-secret-key",
-            CLOUDMARKET_VAR_DIR=tempfile.mkdtemp(prefix="cm-bench-"),
-            CLOUDMARKET_LOG_LEVEL="WARNING",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "bench.rescore", "--measure", str(HOUSEHOLDS)], env=env, check=True
-        )
+    measure_in_child("bench.rescore", str(HOUSEHOLDS))
 
 
 if __name__ == "__main__":

@@ -1086,22 +1086,12 @@ async def reveal_id_number(p: Principal, household_id: int, member_id: int, *, r
     )
     if len(reason.strip()) < MIN_REASON:
         raise ValidationFailed.field("reason", N_("Say why you need the full ID number."))
-    row = (
-        await Member.select(Member.id_cipher)
-        .where((Member.id == member_id) & (Member.household == household_id))
-        .first()
+    number = await _read_member_secret(
+        p, household_id, member_id, (Member.id_cipher, ID_CONTEXT, "household.read_id_number"), reason
     )
-    if row is None or not row["id_cipher"]:
+    if number is None:
         raise NotFound()
-    await audit.record(
-        "household.read_id_number",
-        principal=p,
-        target_type="member",
-        target_id=member_id,
-        household_id=household_id,
-        reason=reason.strip()[:500],
-    )
-    return crypto.decrypt(row["id_cipher"], ID_CONTEXT)
+    return number
 
 
 async def _community_steward(p: Principal, household_id: int, refusal: str) -> dict[str, Any]:
@@ -1112,29 +1102,41 @@ async def _community_steward(p: Principal, household_id: int, refusal: str) -> d
     return household
 
 
-async def read_health_notes(p: Principal, household_id: int, member_id: int, *, reason: str = "") -> str:
-    """A member's health notes, for a steward of the household's community (audited; reason optional)."""
-    await _community_steward(
-        p, household_id, N_("Only a steward of this household's community can read health notes.")
-    )
+async def _read_member_secret(
+    p: Principal, household_id: int, member_id: int, secret: tuple[Any, str, str], reason: str
+) -> str | None:
+    """Decrypt one member's secret (column, context, audit action) and audit the read; None if not stored."""
+    column, context, action = secret
     row = (
-        await Member.select(Member.health_cipher)
+        await Member.select(column)
         .where((Member.id == member_id) & (Member.household == household_id))
         .first()
     )
     if row is None:
         raise NotFound()
-    if row["health_cipher"] is None:
-        return ""
+    cipher = row[column._meta.name]
+    if not cipher:
+        return None
     await audit.record(
-        "household.read_health",
+        action,
         principal=p,
         target_type="member",
         target_id=member_id,
         household_id=household_id,
         reason=reason.strip()[:500],
     )
-    return crypto.decrypt(row["health_cipher"], HEALTH_CONTEXT)
+    return crypto.decrypt(cipher, context)
+
+
+async def read_health_notes(p: Principal, household_id: int, member_id: int, *, reason: str = "") -> str:
+    """A member's health notes, for a steward of the household's community (audited; reason optional)."""
+    await _community_steward(
+        p, household_id, N_("Only a steward of this household's community can read health notes.")
+    )
+    notes = await _read_member_secret(
+        p, household_id, member_id, (Member.health_cipher, HEALTH_CONTEXT, "household.read_health"), reason
+    )
+    return notes or ""
 
 
 async def export_household(p: Principal, household_id: int, *, reason: str = "") -> dict[str, Any]:
