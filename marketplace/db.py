@@ -284,3 +284,13 @@ async def bulk_update(table: Any, rows: Sequence[Mapping[str, Any]], key: str = 
     await transaction.connection.executemany(
         sql, [(*(value_of(row, n) for n in names), row[key]) for row in rows]
     )
+
+
+def contains_any(columns: Sequence[Any], values: Sequence[str]) -> Any:
+    """A condition: any text ``column`` contains any of ``values`` (LIKE: a full scan, for rare jobs)."""
+    condition: Any = None
+    for column in columns:
+        for value in values:
+            like = column.like(f"%{value}%")
+            condition = like if condition is None else condition | like
+    return condition

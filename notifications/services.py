@@ -1069,7 +1069,7 @@ async def forget_person(
     # columns, scrubbed there and in the notification they came from.
     inbox = await InboxItem.select(
         InboxItem.id, InboxItem.notification, InboxItem.title, InboxItem.body
-    ).where(_mentions([InboxItem.title, InboxItem.body], values))
+    ).where(db.contains_any([InboxItem.title, InboxItem.body], values))
     for row in inbox:
         await InboxItem.update(
             {InboxItem.title: scrub(row["title"]), InboxItem.body: scrub(row["body"])}
@@ -1081,18 +1081,8 @@ async def forget_person(
             Notification.id == row["id"]
         )
     for row in await SandboxSms.select(SandboxSms.id, SandboxSms.text, SandboxSms.params).where(
-        _mentions([SandboxSms.text], values)
+        db.contains_any([SandboxSms.text], values)
     ):
         await SandboxSms.update(
             {SandboxSms.text: scrub(row["text"]), SandboxSms.params: scrub(row["params"])}
         ).where(SandboxSms.id == row["id"])
-
-
-def _mentions(columns: Sequence[Any], values: Sequence[str]) -> Any:
-    """Rows where any of the text ``columns`` contains any of ``values``."""
-    condition: Any = None
-    for column in columns:
-        for value in values:
-            like = column.like(f"%{value}%")
-            condition = like if condition is None else condition | like
-    return condition

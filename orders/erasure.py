@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from households.erasure import scrub_rows
 from households.events import Erasure, on_household_erased
-from orders.tables import ConsentCode, CreditEntry, Offer, Order, OrderEvent
+from marketplace import db
+from orders.tables import ConsentCode, CreditEntry, IdempotentRequest, Offer, Order, OrderEvent
 
 
 @on_household_erased
@@ -31,3 +32,9 @@ async def erase_household(erasure: Erasure) -> None:
         await scrub_rows(Offer, Offer.order.is_in(order_ids), [Offer.reasons, Offer.decline_reason], erasure)
     await ConsentCode.update({ConsentCode.phone: ""}).where(ConsentCode.household == erasure.household_id)
     await scrub_rows(CreditEntry, CreditEntry.household == erasure.household_id, [CreditEntry.note], erasure)
+    # Kept answers to API writes (kept a day): the household's own accounts' go, others are scrubbed.
+    for user_id in erasure.user_ids:
+        await IdempotentRequest.delete().where(IdempotentRequest.key.like(f"user:{user_id}:%"))
+    mentions = db.contains_any([IdempotentRequest.response], erasure.searched())
+    if mentions is not None:
+        await scrub_rows(IdempotentRequest, mentions, [IdempotentRequest.response], erasure)

@@ -13,9 +13,9 @@ from piccolo.conf.apps import Finder
 from households import monitoring, services
 from households.tables import Household, Member
 from marketplace import accounts, clock, crypto
-from marketplace.tables import Category
+from marketplace.tables import Category, User
 from notifications.tables import SandboxSms
-from orders.tables import ConsentCode, Order, OrderEvent
+from orders.tables import ConsentCode, IdempotentRequest, Order, OrderEvent
 from tests.conftest import run_jobs
 from tests.households.conftest import member_data
 
@@ -146,6 +146,18 @@ async def test_erasure_leaves_no_personal_value_in_any_table(
             expires_at=now + timedelta(minutes=10),
         )
     )
+    # Answers kept for API writes sent with an Idempotency-Key, the steward's and the resident's
+    resident = await User.select(User.id).where(User.phone == HEAD_PHONE).first()
+    for caller in (user["id"], resident["id"]):
+        await IdempotentRequest.insert(
+            IdempotentRequest(
+                key=f"user:{caller}:k-1",
+                body_hash="0" * 64,
+                state="done",
+                status_code=201,
+                response=json.dumps({"address": ADDRESS, "phone": HOUSEHOLD_PHONE}, ensure_ascii=False),
+            )
+        )
     await run_jobs(worker)
 
     values = [
@@ -174,7 +186,13 @@ async def test_erasure_leaves_no_personal_value_in_any_table(
         "cm_user",
         "cm_audit_event",
         "od_order",
+        "od_order_event",
+        "od_consent_code",
+        "od_idempotent_request",
         "nt_sandbox_sms",
+        "nt_notification",
+        "nt_delivery",
+        "hh_activation",
         "hh_consent",
         "hh_household_event",
     ):
