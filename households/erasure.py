@@ -24,6 +24,7 @@ from households.tables import (
     Household,
     HouseholdEvent,
     HouseholdWarning,
+    ImportRow,
     Member,
     Signal,
     Verification,
@@ -83,6 +84,7 @@ async def collect(household: Mapping[str, Any], pseudonym: str) -> Erasure:
         values.add(user["phone"])
     return Erasure(
         household_id=household_id,
+        code=household["code"],
         pseudonym=pseudonym,
         member_ids=tuple(member_ids),
         user_ids=tuple(sorted(u["id"] for u in users)),
@@ -126,6 +128,13 @@ async def erase(erasure: Erasure, now: datetime) -> None:
         }
     ).where(Household.id == household_id)
     await scrub_rows(Household, Household.id == household_id, [Household.override_reason], erasure)
+    # The old code is the civil-affairs database's key for the family: import rows and signals lose it.
+    await ImportRow.update({ImportRow.household_code: f"erased-{erasure.pseudonym}"}).where(
+        ImportRow.household_code == erasure.code
+    )
+    await Signal.update({Signal.household_code: f"erased-{erasure.pseudonym}"}).where(
+        (Signal.household == household_id) | (Signal.household_code == erasure.code)
+    )
     await scrub_rows(
         HouseholdEvent,
         HouseholdEvent.household == household_id,

@@ -73,6 +73,7 @@ class Erasure:
     """
 
     household_id: int
+    code: str  # the household code before erasure
     pseudonym: str
     member_ids: tuple[int, ...]
     user_ids: tuple[int, ...]

@@ -11,7 +11,7 @@ from typing import Any
 from piccolo.conf.apps import Finder
 
 from households import monitoring, services
-from households.tables import Household, Member
+from households.tables import Household, ImportJob, ImportRow, Member, Signal
 from marketplace import accounts, clock, crypto
 from marketplace.tables import Category, User
 from notifications.tables import SandboxSms
@@ -146,6 +146,11 @@ async def test_erasure_leaves_no_personal_value_in_any_table(
             expires_at=now + timedelta(minutes=10),
         )
     )
+    # A row of an earlier import that carried the household
+    job = ImportJob(filename="户籍.csv", file_format="csv", dry_run=False, state="done")
+    await ImportJob.insert(job)
+    code = (await Household.select(Household.code).where(Household.id == household_id).first())["code"]
+    await ImportRow.insert(ImportRow(job=job.id, row_number=2, household_code=code, action="create"))
     # Answers kept for API writes sent with an Idempotency-Key, the steward's and the resident's
     resident = await User.select(User.id).where(User.phone == HEAD_PHONE).first()
     for caller in (user["id"], resident["id"]):
@@ -199,7 +204,6 @@ async def test_erasure_leaves_no_personal_value_in_any_table(
         assert any(line.startswith(f"{table}.") for line in before), table
 
     # When the steward erases the household
-    code = (await Household.select(Household.code).where(Household.id == household_id).first())["code"]
     pseudonym = await services.erase_household(
         p, household_id, reason="欧阳桂英本人申请删除", confirm_code=code
     )
@@ -209,4 +213,7 @@ async def test_erasure_leaves_no_personal_value_in_any_table(
     assert await leaks(values) == []
     household = await Household.select().where(Household.id == household_id).first()
     assert household["pseudonym"] == pseudonym and household["level"] is not None
+    # The household code (the civil-affairs database's key) is gone from import rows and signals
+    assert [r["household_code"] for r in await ImportRow.select()] == [f"erased-{pseudonym}"]
+    assert {r["household_code"] for r in await Signal.select()} <= {"", f"erased-{pseudonym}"}
     assert (await Order.select(Order.notes).first())["notes"] == "送到***, 打 ***"
