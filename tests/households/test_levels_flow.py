@@ -10,7 +10,7 @@ import pytest
 from households import events, services
 from households.events import LevelChanged
 from households.tables import Household, HouseholdEvent, LevelRuleSet
-from marketplace import clock, outbox
+from marketplace import clock, db, outbox
 from marketplace.auth import Principal, Role
 from tests.conftest import run_jobs
 
@@ -279,3 +279,23 @@ async def test_rescoring_in_batches_writes_changed_households_history_and_announ
     # And scoring again with the same rules writes nothing
     assert await services.rescore_all(1, batch=2) == 4
     assert await _level_events() == after
+
+
+@pytest.mark.postgres
+async def test_rescoring_a_batch_costs_the_same_round_trips_for_two_households_or_twelve(
+    community, make_household
+):
+    """Round trips, not PostgreSQL, are the cost: a batch's statements do not grow with its size."""
+    ids = [await make_household(community, category="dibao") for _ in range(12)]
+    current = await services.current_rules()
+    rules = [dict(r, points=5) if r["id"] == "dibao" else r for r in current.rules]
+    await LevelRuleSet.insert(LevelRuleSet(version=1, rules=rules, thresholds=current.thresholds, note="t"))
+    statements: dict[int, int] = {}
+    for batch in (ids[:2], ids[2:]):
+        sent: list[str] = []
+        async with db.atomic():
+            connection = db.engine().current_transaction.get().connection
+            connection.add_query_logger(lambda record, sent=sent: sent.append(record.query))
+            assert len(await services.rescore(batch)) == len(batch)
+        statements[len(batch)] = len(sent)
+    assert statements[10] == statements[2], statements
