@@ -34,6 +34,22 @@ def fresh_database() -> Iterator[str]:
         yield url
 
 
+def measure_in_child(module: str, *args: str) -> None:
+    """Run ``python -m module --measure ARGS`` on a fresh database, so that it reads its own settings."""
+    import sys
+    import tempfile
+
+    with fresh_database() as database_url:
+        env = clean_env(
+            DATABASE_URL=database_url,
+            CLOUDMARKET_DATA_KEY="bench-data-key",
+            CLOUDMARKET_SECRET_KEY="bench-secret-key",
+            CLOUDMARKET_VAR_DIR=tempfile.mkdtemp(prefix="cm-bench-"),
+            CLOUDMARKET_LOG_LEVEL="WARNING",
+        )
+        subprocess.run([sys.executable, "-m", module, "--measure", *args], env=env, check=True)
+
+
 @dataclass
 class Deployment:
     """A production-mode deployment: migrated database, web processes, workers."""

@@ -17,9 +17,7 @@ import csv
 import io
 import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 
@@ -99,10 +97,10 @@ def to_xlsx(rows: list[list[str]]) -> bytes:
 async def timed_run(content: bytes, *, dry_run: bool) -> tuple[float, dict]:
     from households import importer
     from households.tables import ImportJob
+    from marketplace import crypto
 
-    job = ImportJob(
-        created_by=None, filename="bench.csv", file_format="csv", content=content, dry_run=dry_run
-    )
+    sealed = crypto.encrypt_bytes(content, importer.FILE_CONTEXT)
+    job = ImportJob(created_by=None, filename="bench.csv", file_format="csv", content=sealed, dry_run=dry_run)
     await ImportJob.insert(job)
     started = time.perf_counter()
     await importer.run(job.id)
@@ -151,20 +149,9 @@ async def measure(rows_wanted: int) -> None:
 
 
 def main() -> None:
-    from bench.common import fresh_database
-    from tests.procs import clean_env
+    from bench.common import measure_in_child
 
-    with fresh_database() as database_url:
-        env = clean_env(
-            DATABASE_URL=database_url,
-            CLOUDMARKET_DATA_KEY="bench-data-key",
-            CLOUDMARKET_SECRET_KEY="bench-secret-key",
-            CLOUDMARKET_VAR_DIR=tempfile.mkdtemp(prefix="cm-bench-"),
-            CLOUDMARKET_LOG_LEVEL="WARNING",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "bench.import_households", "--measure", str(ROWS)], env=env, check=True
-        )
+    measure_in_child("bench.import_households", str(ROWS))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from households import activation, handoffs, importer, monitoring, services
 from households.schemas import (
     EraseIn,
     FieldErrorOut,
+    HealthNotesOut,
+    HealthReadIn,
     HouseholdIn,
     HouseholdOut,
     HouseholdPage,
@@ -316,6 +318,26 @@ class HouseholdPages(Controller):
                 status_code=exc.status,
             )
         return Template("households/reveal.html", context=context)
+
+    @get("/{household_id:int}/members/{member_id:int}/health")
+    async def health_form(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template:
+        member = await services.member_for_edit(request.user, household_id, member_id)
+        context = {"member": member, "household_id": household_id, "errors": {}, "health": None}
+        return Template("households/health.html", context=context)
+
+    @post("/{household_id:int}/members/{member_id:int}/health", status_code=200)
+    async def read_health(
+        self, request: Request[Any, Any, Any], household_id: FromPath[int], member_id: FromPath[int]
+    ) -> Template:
+        data = await form_data(request)
+        member = await services.member_for_edit(request.user, household_id, member_id)
+        health = await services.read_health_notes(
+            request.user, household_id, member_id, reason=data.get("reason") or ""
+        )
+        context = {"member": member, "household_id": household_id, "errors": {}, "health": health}
+        return Template("households/health.html", context=context)
 
     @post("/{household_id:int}/consents", status_code=200)
     async def add_consent(
@@ -734,6 +756,22 @@ class HouseholdApi(Controller):
         """Only for a steward of the household's community, with a reason; the read is audited."""
         number = await services.reveal_id_number(request.user, household_id, member_id, reason=data.reason)
         return IdNumberOut(member_id=member_id, id_number=number)
+
+    @post(
+        "/{household_id:int}/members/{member_id:int}/health-notes",
+        guards=STAFF,
+        summary="Read a member's health notes",
+    )
+    async def read_health(
+        self,
+        request: Request[Any, Any, Any],
+        household_id: FromPath[int],
+        member_id: FromPath[int],
+        data: JSONBody[HealthReadIn],
+    ) -> HealthNotesOut:
+        """Only for a steward of the household's community (the reason is optional); the read is audited."""
+        health = await services.read_health_notes(request.user, household_id, member_id, reason=data.reason)
+        return HealthNotesOut(member_id=member_id, health=health)
 
     @post(
         "/{household_id:int}/export", guards=[logged_in], summary="Export everything held about a household"

@@ -16,9 +16,11 @@ effect by ``change.event_id``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 Subscriber = Callable[["LevelChanged"], Awaitable[None]]
 
@@ -53,3 +55,74 @@ def remove_subscriber(subscriber: Subscriber) -> None:
 
 def subscribers() -> list[Subscriber]:
     return list(_subscribers)
+
+
+# -- erasure ---------------------------------------------------------------------------------------
+
+ErasureSubscriber = Callable[["Erasure"], Awaitable[None]]
+ERASED = "***"
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """A household's personal data is being erased: what to look for, and what to put instead.
+
+    ``names`` maps each personal value that is a person's name to the pseudonym that replaces it;
+    every other personal value (ID numbers, phones, the address, health notes, birth dates) is
+    replaced by ``***``.  Subscribers run inside the erasing transaction.
+    """
+
+    household_id: int
+    code: str  # the household code before erasure
+    pseudonym: str
+    member_ids: tuple[int, ...]
+    user_ids: tuple[int, ...]
+    phones: tuple[str, ...]
+    names: dict[str, str]
+    values: tuple[str, ...]
+
+    def _replacements(self) -> list[tuple[str, str]]:
+        pairs = [*self.names.items(), *((v, ERASED) for v in self.values)]
+        # Longest first, so that a value holding another (a phone in an ID number) goes whole.
+        return sorted(((old, new) for old, new in pairs if old), key=lambda pair: -len(pair[0]))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every personal value replaced."""
+        for old, new in self._replacements():
+            text = text.replace(old, new)
+        return text
+
+    def scrub_json(self, value: Any) -> Any:
+        """A JSON value (or its text) with every personal value in its strings replaced."""
+        if isinstance(value, str):
+            try:
+                loaded = json.loads(value)
+            except ValueError:
+                return self.scrub(value)
+            if not isinstance(loaded, dict | list):
+                return self.scrub(value)
+            scrubbed = self.scrub_json(loaded)
+            return value if scrubbed == loaded else json.dumps(scrubbed, ensure_ascii=False)
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.scrub_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub_json(v) for v in value]
+        return value
+
+    def searched(self) -> list[str]:
+        """Every personal value, to look for in texts."""
+        return sorted({old for old, _ in self._replacements()})
+
+
+_erasure_subscribers: list[ErasureSubscriber] = []
+
+
+def on_household_erased(subscriber: ErasureSubscriber) -> ErasureSubscriber:
+    """Call ``subscriber`` when a household is erased, to remove what another package keeps of it."""
+    if subscriber not in _erasure_subscribers:
+        _erasure_subscribers.append(subscriber)
+    return subscriber
+
+
+def erasure_subscribers() -> list[ErasureSubscriber]:
+    return list(_erasure_subscribers)

@@ -39,6 +39,8 @@ MAX_ROWS = 200_000
 CHECK_BATCH = 1000
 INSERT_BATCH = 500
 KEEP_DRY_RUN_FILE = timedelta(hours=24)
+# The uploaded file is kept encrypted under its own context: a copy elsewhere does not open.
+FILE_CONTEXT = "import.file"
 ANALYZE_AFTER = 1000  # rows created by one import
 
 # Canonical column → the headers it is known by (compared trimmed and lower-cased).
@@ -724,10 +726,9 @@ async def run(job_id: int) -> None:
     job = await ImportJob.select().where(ImportJob.id == job_id).first()
     if job is None or job["state"] in ("done", "failed"):
         return
-    content = bytes(job["content"] or b"")
     started = clock.now()
     try:
-        plan = await check(job, content)
+        plan = await check(job, file_content(job["content"]))
     except FileUnreadable as exc:
         await _progress(
             job_id, state="failed", message=_message_json(exc), finished_at=clock.now(), content=None
@@ -791,6 +792,32 @@ async def run(job_id: int) -> None:
     )
 
 
+def file_content(stored: bytes | None) -> bytes:
+    """The uploaded file as the user sent it, from its encrypted copy."""
+    if stored is None:
+        raise FileUnreadable.field("file", N_("The uploaded file is no longer kept; upload it again."))
+    try:
+        return crypto.decrypt_bytes(stored, FILE_CONTEXT)
+    except crypto.DecryptionError as exc:
+        message = N_("The uploaded file can no longer be read (the data key changed); upload it again.")
+        raise FileUnreadable.field("file", message) from exc
+
+
+async def give_up(job_id: int) -> None:
+    """The last try of a real run failed: the job is failed and its file dropped."""
+    message = FileUnreadable.field(
+        "file", N_("The import failed; nothing was written. Upload the file again.")
+    )
+    await ImportJob.update(
+        {
+            ImportJob.state: "failed",
+            ImportJob.message: _message_json(message),
+            ImportJob.finished_at: clock.now(),
+            ImportJob.content: None,
+        }
+    ).where((ImportJob.id == job_id) & ImportJob.state.not_in(["done", "failed"]))
+
+
 def _message_json(exc: ValidationFailed) -> str:
     import json
 
@@ -815,7 +842,7 @@ async def start(p: Principal, *, filename: str, content: bytes, dry_run: bool = 
             created_by=p.user_id,
             filename=(filename or "upload")[:200],
             file_format=detect_format(filename or "", content),
-            content=content,
+            content=crypto.encrypt_bytes(content, FILE_CONTEXT),
             dry_run=dry_run,
         )
         await ImportJob.insert(job)
@@ -891,18 +918,20 @@ async def recent_jobs(p: Principal) -> list[dict[str, Any]]:
 
 
 async def forget_stale_files() -> int:
-    """Clear uploaded files of dry runs older than a day."""
+    """Clear uploaded files of dry runs older than a day, and of real runs still unfinished after a day."""
     cutoff = clock.now() - KEEP_DRY_RUN_FILE
+    stale = ImportJob.content.is_not_null() & (ImportJob.created_at < cutoff)
+    lost = await ImportJob.select(ImportJob.id).where(
+        stale & (ImportJob.dry_run == False) & ImportJob.state.not_in(["done", "failed"])  # noqa: E712
+    )
+    for job in lost:
+        await give_up(job["id"])
     cleared = (
         await ImportJob.update({ImportJob.content: None})
-        .where(
-            ImportJob.content.is_not_null()
-            & (ImportJob.created_at < cutoff)
-            & (ImportJob.state.is_in(["done", "failed"]))
-        )
+        .where(stale & ImportJob.state.is_in(["done", "failed"]))
         .returning(ImportJob.id)
     )
-    return len(cleared)
+    return len(cleared) + len(lost)
 
 
 def template_csv() -> bytes:

@@ -16,7 +16,8 @@ class MemberIn(Struct, kw_only=True, forbid_unknown_fields=True):
     relation: str = "head"
     phone: str = ""
     disability_grade: int | None = None
-    health: str = ""
+    health: str = ""  # on a change, empty keeps the recorded notes (unless health_clear)
+    health_clear: bool = False
     can_use_phone: bool = False
 
 
@@ -88,6 +89,9 @@ class MemberOut(Struct, kw_only=True):
     phone: str
     disability_grade: int | None
     can_use_phone: bool
+    # Whether health notes are recorded; their text only for the household itself (staff read it
+    # through the audited health-notes route).
+    health_recorded: bool = False
     health: str | None = None
 
 
@@ -188,6 +192,15 @@ class ProxyIn(Struct, kw_only=True, forbid_unknown_fields=True):
 class IdNumberOut(Struct, kw_only=True):
     member_id: int
     id_number: str
+
+
+class HealthReadIn(Struct, kw_only=True):
+    reason: str = ""
+
+
+class HealthNotesOut(Struct, kw_only=True):
+    member_id: int
+    health: str
 
 
 class ProxyOut(Struct, kw_only=True):

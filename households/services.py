@@ -268,10 +268,10 @@ def override_active(household: Mapping[str, Any], now: datetime) -> bool:
 
 @dataclass
 class LevelUpdate:
-    """What scoring one household changes: the columns to write and the history rows to add."""
+    """What scoring one household changes: the columns to write and the history row to add (by name)."""
 
-    values: dict[Any, Any]
-    event: HouseholdEvent | None
+    values: dict[str, Any]
+    event: dict[str, Any] | None
     level_changed: bool
 
 
@@ -288,26 +288,27 @@ def plan_rescore(
     ):
         return LevelUpdate({}, None, False)
     effective = household["override_level"] if override_active(household, now) else assessment.level
+    explanation = assessment.explanation()
     values = {
-        Household.computed_level: assessment.level,
-        Household.level_points: assessment.points,
-        Household.level_explanation: assessment.explanation(),
-        Household.level: effective,
+        "computed_level": assessment.level,
+        "level_points": assessment.points,
+        "level_explanation": explanation,
+        "level": effective,
     }
     changed = effective != household["level"]
-    event = HouseholdEvent(
-        household=household["id"],
-        at=now,
-        actor=actor,
-        kind="level_computed",
-        from_value=_level_text(household["computed_level"]),
-        to_value=_level_text(assessment.level),
-        detail={
-            "explanation": assessment.explanation(),
+    event = {
+        "household": household["id"],
+        "at": now,
+        "actor": actor,
+        "kind": "level_computed",
+        "from_value": _level_text(household["computed_level"]),
+        "to_value": _level_text(assessment.level),
+        "detail": {
+            "explanation": explanation,
             "effective_from": household["level"],
             "effective_to": effective,
         },
-    )
+    }
     return LevelUpdate(values, event, changed)
 
 
@@ -338,21 +339,60 @@ async def rescore(
     today = clock.local_now().date()
     households = await Household.select().where(Household.id.is_in(household_ids))
     members = await _members_of(household_ids)
-    changed_events: list[HouseholdEvent] = []
+    updates: dict[int, LevelUpdate] = {}
     for household in households:
         if household["erased_at"] is not None:
             continue
         assessment = levels.assess(facts_of(household, members[household["id"]]), rules, today)
         update = plan_rescore(household, assessment, actor, now)
-        if update.event is None:
-            continue
-        await Household.update(update.values).where(Household.id == household["id"])
-        await HouseholdEvent.insert(update.event)
-        if update.level_changed:
-            changed_events.append(update.event)
-    ids = [event.id for event in changed_events]
+        if update.event is not None:
+            updates[household["id"]] = update
+    if not updates:
+        return []
+    # One statement for the households, one for their history, whatever the batch size.
+    await db.bulk_update(Household, [{"id": hid, **update.values} for hid, update in updates.items()])
+    last = await HouseholdEvent.select(HouseholdEvent.id).order_by(HouseholdEvent.id, ascending=False).first()
+    await db.bulk_insert(HouseholdEvent, [update.event for update in updates.values() if update.event])
+    level_changed = [hid for hid, update in updates.items() if update.level_changed]
+    ids: list[int] = []
+    if level_changed:
+        rows = await HouseholdEvent.select(HouseholdEvent.id).where(
+            (HouseholdEvent.id > (last["id"] if last else 0))
+            & HouseholdEvent.household.is_in(level_changed)
+            & (HouseholdEvent.kind == "level_computed")
+        )
+        ids = sorted(row["id"] for row in rows)
     await announce(ids)
     return ids
+
+
+async def rescore_all(version: int, *, batch: int) -> int:
+    """Score every household with the rules of ``version`` (or newer), a batch per transaction.
+
+    Returns how many households were scored.  Raises if ``version`` is not visible yet (the
+    actor then retries).
+    """
+    rules = await current_rules()
+    if rules.version < version:
+        raise RuntimeError(f"rules version {version} is not visible yet")
+    last_id = 0
+    scored = 0
+    while True:
+        rows = (
+            await Household.select(Household.id)
+            .where((Household.id > last_id) & Household.erased_at.is_null())
+            .order_by(Household.id)
+            .limit(batch)
+        )
+        if not rows:
+            break
+        ids = [row["id"] for row in rows]
+        async with db.atomic():
+            await rescore(ids, rules=rules)
+        last_id = ids[-1]
+        scored += len(ids)
+    log.info("households rescored", extra={"rules_version": rules.version, "households": scored})
+    return scored
 
 
 async def announce(event_ids: list[int]) -> None:
@@ -642,6 +682,7 @@ async def _heads(household_ids: list[int]) -> dict[int, str]:
 
 
 def _member_view(row: Mapping[str, Any], *, with_health: bool) -> dict[str, Any]:
+    """A member as pages and the API show it; the health notes only when ``with_health``."""
     view = {
         "id": row["id"],
         "name": row["name"],
@@ -652,6 +693,7 @@ def _member_view(row: Mapping[str, Any], *, with_health: bool) -> dict[str, Any]
         "phone": row["phone"],
         "disability_grade": row["disability_grade"],
         "can_use_phone": row["can_use_phone"],
+        "health_recorded": row["health_cipher"] is not None,
     }
     if with_health:
         view["health"] = crypto.decrypt(row["health_cipher"], HEALTH_CONTEXT) if row["health_cipher"] else ""
@@ -703,7 +745,9 @@ async def household_detail(p: Principal, household_id: int) -> dict[str, Any]:
     return {
         "household": household,
         "community": community,
-        "members": [_member_view(m, with_health=True) for m in members],
+        # Staff see that notes exist; reading them is a separate, audited act (read_health_notes).
+        # A household reads its own notes, as it may download all its data.
+        "members": [_member_view(m, with_health=p.role == Role.RESIDENT) for m in members],
         "history": history,
         "consents": consents,
         "steward": steward,
@@ -947,12 +991,12 @@ async def stewards_of(community_id: int) -> list[tuple[int, str]]:
 
 
 async def member_for_edit(p: Principal, household_id: int, member_id: int) -> dict[str, Any]:
-    """A member's fields as the edit form shows them (the ID number stays masked)."""
+    """A member's fields as the edit form shows them (the ID number masked, the health notes left out)."""
     await staff_household(p, household_id)
     row = await Member.select().where((Member.id == member_id) & (Member.household == household_id)).first()
     if row is None:
         raise NotFound()
-    return _member_view(row, with_health=True)
+    return _member_view(row, with_health=False)
 
 
 async def save_member(
@@ -988,6 +1032,15 @@ async def save_member(
     if keep_id and existing is not None:
         # Validate against the stored number without ever showing it.
         data["id_number"] = crypto.decrypt(existing["id_cipher"], ID_CONTEXT) if existing["id_cipher"] else ""
+    keep_health = (
+        existing is not None
+        and existing["health_cipher"] is not None
+        and not str(data.get("health") or "").strip()
+        and data.get("health_clear") not in (True, "on", "1", "true", "yes")
+    )
+    if keep_health and existing is not None:
+        # The edit form does not show the notes (reading them is audited): empty keeps them.
+        data["health"] = crypto.decrypt(existing["health_cipher"], HEALTH_CONTEXT)
     fields = member_fields(data, today=clock.local_now().date())
     checks: dict[str, Any] = {"id_numbers": [("id_number", fields.id_number)], "except_member": member_id}
     taken = await _taken(**checks)
@@ -1089,27 +1142,62 @@ async def add_consent(p: Principal, household_id: int, data: Mapping[str, Any]) 
 
 async def reveal_id_number(p: Principal, household_id: int, member_id: int, *, reason: str) -> str:
     """The full ID number, for a steward of the household's community who says why (audited)."""
-    household = await staff_household(p, household_id)
-    if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
-        raise PermissionDenied(N_("Only a steward of this household's community can see a full ID number."))
+    await _community_steward(
+        p, household_id, N_("Only a steward of this household's community can see a full ID number.")
+    )
     if len(reason.strip()) < MIN_REASON:
         raise ValidationFailed.field("reason", N_("Say why you need the full ID number."))
+    number = await _read_member_secret(
+        p, household_id, member_id, (Member.id_cipher, ID_CONTEXT, "household.read_id_number"), reason
+    )
+    if number is None:
+        raise NotFound()
+    return number
+
+
+async def _community_steward(p: Principal, household_id: int, refusal: str) -> dict[str, Any]:
+    """The household, if ``p`` is a steward of its community (NotFound out of reach, else ``refusal``)."""
+    household = await staff_household(p, household_id)
+    if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
+        raise PermissionDenied(refusal)
+    return household
+
+
+async def _read_member_secret(
+    p: Principal, household_id: int, member_id: int, secret: tuple[Any, str, str], reason: str
+) -> str | None:
+    """Decrypt one member's secret (column, context, audit action) and audit the read; None if not stored."""
+    column, context, action = secret
     row = (
-        await Member.select(Member.id_cipher)
+        await Member.select(column)
         .where((Member.id == member_id) & (Member.household == household_id))
         .first()
     )
-    if row is None or not row["id_cipher"]:
+    if row is None:
         raise NotFound()
+    cipher = row[column._meta.name]
+    if not cipher:
+        return None
     await audit.record(
-        "household.read_id_number",
+        action,
         principal=p,
         target_type="member",
         target_id=member_id,
         household_id=household_id,
         reason=reason.strip()[:500],
     )
-    return crypto.decrypt(row["id_cipher"], ID_CONTEXT)
+    return crypto.decrypt(cipher, context)
+
+
+async def read_health_notes(p: Principal, household_id: int, member_id: int, *, reason: str = "") -> str:
+    """A member's health notes, for a steward of the household's community (audited; reason optional)."""
+    await _community_steward(
+        p, household_id, N_("Only a steward of this household's community can read health notes.")
+    )
+    notes = await _read_member_secret(
+        p, household_id, member_id, (Member.health_cipher, HEALTH_CONTEXT, "household.read_health"), reason
+    )
+    return notes or ""
 
 
 async def export_household(p: Principal, household_id: int, *, reason: str = "") -> dict[str, Any]:
@@ -1120,9 +1208,9 @@ async def export_household(p: Principal, household_id: int, *, reason: str = "")
     if p.role == Role.RESIDENT:
         household = await visible_household(p, household_id)
     else:
-        household = await staff_household(p, household_id)
-        if p.role != Role.STEWARD or not p.is_linked(LinkKind.COMMUNITY, household["community"]):
-            raise PermissionDenied(N_("Only a steward of this household's community can export its data."))
+        household = await _community_steward(
+            p, household_id, N_("Only a steward of this household's community can export its data.")
+        )
         if len(reason.strip()) < MIN_REASON:
             raise ValidationFailed.field("reason", N_("Say why the data is exported."))
     members = await Member.select().where(Member.household == household_id).order_by(Member.id)
@@ -1220,48 +1308,20 @@ async def erase_household(p: Principal, household_id: int, *, reason: str, confi
         errors.append(FieldError("confirm_code", N_("Type the household code exactly to confirm.")))
     if errors:
         raise ValidationFailed(errors=errors)
+    from households import erasure
+
     pseudonym = "X" + secrets.token_hex(4).upper()
     now = clock.now()
     async with db.atomic():
-        members = await Member.select(Member.id).where(Member.household == household_id).order_by(Member.id)
-        for n, member in enumerate(members, start=1):
-            await Member.update(
-                {
-                    Member.name: f"{pseudonym}-{n}",
-                    Member.id_cipher: None,
-                    Member.id_index: None,
-                    Member.id_masked: "",
-                    Member.birth_date: None,
-                    Member.sex: "",
-                    Member.phone: "",
-                    Member.disability_grade: None,
-                    Member.health_cipher: None,
-                    Member.updated_at: now,
-                }
-            ).where(Member.id == member["id"])
-        await Consent.update({Consent.given_by: pseudonym}).where(Consent.household == household_id)
-        await Household.update(
-            {
-                Household.code: f"erased-{pseudonym}",
-                Household.address: "",
-                Household.phone: "",
-                Household.latitude: None,
-                Household.longitude: None,
-                Household.status: "exited",
-                Household.pseudonym: pseudonym,
-                Household.erased_at: now,
-                Household.updated_at: now,
-            }
-        ).where(Household.id == household_id)
+        erased = await erasure.collect(household, pseudonym)
+        await erasure.erase(erased, now)
+        # The reason may name the person: it is kept without their values too.
+        reason = erased.scrub(reason.strip())
         await HouseholdEvent.insert(
             HouseholdEvent(
-                household=household_id, actor=p.user_id, at=now, kind="erased", reason=reason.strip()[:1000]
+                household=household_id, actor=p.user_id, at=now, kind="erased", reason=reason[:1000]
             )
         )
-        for user_id in await accounts.linked_users(LinkKind.HOUSEHOLD, household_id):
-            await accounts.unlink(user_id, LinkKind.HOUSEHOLD, household_id)
-            for member in members:
-                await accounts.unlink(user_id, LinkKind.MEMBER, member["id"])
         await audit.record(
             "household.erased",
             principal=p,

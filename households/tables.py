@@ -162,7 +162,7 @@ class ImportJob(Table, tablename="hh_import_job"):
     created_by = ForeignKey(references=User, null=True, default=None)
     filename = Varchar(length=200)
     file_format = Varchar(length=8)
-    # The uploaded file until the real run is done (or the dry run expires): personal data.
+    # The uploaded file, encrypted (importer.FILE_CONTEXT), until the real run ends or the dry run expires.
     content = Bytea(null=True, default=None)
     dry_run = Boolean(default=True)
     # queued → checking → writing → done | failed

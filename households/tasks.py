@@ -6,16 +6,17 @@ import json
 import logging
 from datetime import datetime
 
+from dramatiq.middleware import CurrentMessage
+
 from households import events, services
-from households.tables import Household, HouseholdEvent
-from marketplace import clock, db
+from households.tables import HouseholdEvent
 from marketplace.broker import task
 from marketplace.outbox import every, periodic
 
 log = logging.getLogger("cloudmarket.households")
 
 ANNOUNCE_BATCH = 500
-RESCORE_BATCH = 500
+RESCORE_BATCH = 1000
 
 
 def _level(value: object) -> int | None:
@@ -61,24 +62,7 @@ async def expire_overrides(slot: str) -> None:
 @task(queue="households")
 async def rescore_all(version: int) -> None:
     """Score every household with the rules of ``version`` (or newer), a batch per transaction."""
-    rules = await services.current_rules()
-    if rules.version < version:
-        raise RuntimeError(f"rules version {version} is not visible yet")
-    last_id = 0
-    while True:
-        rows = (
-            await Household.select(Household.id)
-            .where((Household.id > last_id) & Household.erased_at.is_null())
-            .order_by(Household.id)
-            .limit(RESCORE_BATCH)
-        )
-        if not rows:
-            break
-        ids = [row["id"] for row in rows]
-        async with db.atomic():
-            await services.rescore(ids, rules=rules)
-        last_id = ids[-1]
-    log.info("households rescored", extra={"rules_version": rules.version, "at": clock.now().isoformat()})
+    await services.rescore_all(version, batch=RESCORE_BATCH)
 
 
 @task(queue="imports", time_limit=30 * 60_000, max_retries=2)
@@ -86,7 +70,13 @@ async def run_import(job_id: int) -> None:
     """Check (and, for a real run, write) one uploaded file; safe to run again."""
     from households import importer
 
-    await importer.run(job_id)
+    try:
+        await importer.run(job_id)
+    except Exception:
+        message = CurrentMessage.get_current_message()
+        if message is None or message.options.get("retries", 0) >= run_import.options["max_retries"]:
+            await importer.give_up(job_id)  # the last try: drop the file now, not in a day
+        raise
 
 
 @periodic(every(3600))

@@ -78,22 +78,44 @@ def current_key_id() -> str:
 def encrypt(plaintext: str, context: str) -> str:
     """``<key id>.<base64 of nonce + ciphertext>``, bound to ``context`` (e.g. ``member.id_number``)."""
     key = keys()[0]
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = key.aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("ascii"))
-    return f"{key.key_id}.{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+    sealed = _seal(key, plaintext.encode("utf-8"), context)
+    return f"{key.key_id}.{base64.urlsafe_b64encode(sealed).decode('ascii')}"
 
 
 def decrypt(token: str, context: str) -> str:
     """The plaintext of :func:`encrypt`'s output, with whichever configured key made it."""
     key_id, _, body = token.partition(".")
+    try:
+        raw = base64.urlsafe_b64decode(body.encode("ascii"))
+    except ValueError as exc:
+        raise DecryptionError(f"ciphertext under key {key_id} does not open") from exc
+    return _open(key_id, raw, context).decode("utf-8")
+
+
+def encrypt_bytes(plaintext: bytes, context: str) -> bytes:
+    """Bytes (an uploaded file) as ``<key id>.<nonce + ciphertext>``, bound to ``context``."""
+    key = keys()[0]
+    return key.key_id.encode("ascii") + b"." + _seal(key, plaintext, context)
+
+
+def decrypt_bytes(sealed: bytes, context: str) -> bytes:
+    """The plaintext of :func:`encrypt_bytes`'s output."""
+    key_id, _, raw = bytes(sealed).partition(b".")
+    return _open(key_id.decode("ascii", "replace"), raw, context)
+
+
+def _seal(key: DataKey, plaintext: bytes, context: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + key.aead.encrypt(nonce, plaintext, context.encode("ascii"))
+
+
+def _open(key_id: str, raw: bytes, context: str) -> bytes:
     for key in keys():
         if key.key_id == key_id:
             try:
-                raw = base64.urlsafe_b64decode(body.encode("ascii"))
-                opened = key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("ascii"))
+                return key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("ascii"))
             except (InvalidTag, ValueError) as exc:
                 raise DecryptionError(f"ciphertext under key {key_id} does not open") from exc
-            return opened.decode("utf-8")
     raise DecryptionError(f"no configured key has the id {key_id!r}")
 
 

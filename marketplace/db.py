@@ -263,3 +263,60 @@ async def bulk_insert(table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
         # Table and column names come from the Table class, never from input; values are bound.
         sql = f'INSERT INTO "{table._meta.tablename}" ({quoted}) VALUES ({marks})'  # noqa: S608
         await transaction.connection.executemany(sql, records)
+
+
+async def bulk_update(table: Any, rows: Sequence[Mapping[str, Any]], key: str = "id") -> None:
+    """Change many rows at once inside the open ``atomic()`` block: one statement on PostgreSQL.
+
+    Rows are dicts by column name, all with the same columns and ``key`` (an integer column that
+    finds the row); JSON values are serialised as :func:`bulk_insert` does.  PostgreSQL gets one
+    ``UPDATE ... FROM unnest(arrays)`` whatever the number of rows; SQLite, which has no round
+    trips to save, one prepared UPDATE run by executemany.
+    """
+    from piccolo.columns import JSON
+
+    if not rows:
+        return
+    transaction = engine().current_transaction.get()
+    if transaction is None:
+        raise RuntimeError("bulk_update needs an open atomic() block")
+    names = [name for name in rows[0] if name != key]
+    columns = {c._meta.db_column_name: c for c in table._meta.columns}
+    json_columns = {name for name, c in columns.items() if isinstance(c, JSON)}
+
+    def value_of(row: Mapping[str, Any], name: str) -> Any:
+        value = row[name]
+        if name in json_columns and not isinstance(value, str):
+            return json.dumps(value, default=str)
+        return value
+
+    tablename = table._meta.tablename
+    # Table and column names come from the Table class, never from input; values are bound.
+    if is_postgres():
+        types = [columns[name].column_type for name in names]
+        arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(["INTEGER", *types], start=1))
+        assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
+        aliases = ", ".join(f'"{name}"' for name in [key, *names])
+        sql = (
+            f'UPDATE "{tablename}" SET {assignments} FROM unnest({arrays}) AS v({aliases}) '  # noqa: S608
+            f'WHERE "{tablename}"."{key}" = v."{key}"'
+        )
+        await transaction.connection.execute(
+            sql, [row[key] for row in rows], *([value_of(row, name) for row in rows] for name in names)
+        )
+        return
+    assignments = ", ".join(f'"{name}" = ?' for name in names)
+    sql = f'UPDATE "{tablename}" SET {assignments} WHERE "{key}" = ?'  # noqa: S608
+    await transaction.connection.executemany(
+        sql, [(*(value_of(row, n) for n in names), row[key]) for row in rows]
+    )
+
+
+def contains_any(columns: Sequence[Any], values: Sequence[str]) -> Any:
+    """A condition: any text ``column`` contains any of ``values`` (LIKE: a full scan, for rare jobs)."""
+    condition: Any = None
+    for column in columns:
+        for value in values:
+            like = column.like(f"%{value}%")
+            condition = like if condition is None else condition | like
+    return condition

@@ -19,7 +19,7 @@ import hashlib
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -1059,3 +1059,43 @@ async def sandbox_messages(principal: Principal | None, *, phone: str = "", page
         where &= SandboxSms.phone == phone
     query = SandboxSms.select().where(where).order_by(SandboxSms.id, ascending=False)
     return await paginate(query, SandboxSms.count().where(where), page, PAGE_SIZE)
+
+
+async def forget_person(
+    user_ids: Sequence[int], phones: Sequence[str], values: Sequence[str], scrub: Callable[[Any], Any]
+) -> None:
+    """Erasure of a person: what was sent to their accounts or phones goes, mentions elsewhere are scrubbed.
+
+    ``values`` are the texts to look for (as stored); ``scrub`` rewrites a text or JSON value without them.
+    """
+    sent = Notification.user.is_in(list(user_ids) or [0]) | Notification.phone.is_in(list(phones) or [""])
+    ids = [row["id"] for row in await Notification.select(Notification.id).where(sent)]
+    if ids:
+        await InboxItem.delete().where(InboxItem.notification.is_in(ids))
+        await Delivery.delete().where(Delivery.notification.is_in(ids))
+        await Notification.delete().where(Notification.id.is_in(ids))
+    if phones:
+        await SandboxSms.delete().where(SandboxSms.phone.is_in(list(phones)))
+    if not values:
+        return
+    # Mentions in texts to other people (a steward told of a warning): found in the plain-text
+    # columns, scrubbed there and in the notification they came from.
+    inbox = await InboxItem.select(
+        InboxItem.id, InboxItem.notification, InboxItem.title, InboxItem.body
+    ).where(db.contains_any([InboxItem.title, InboxItem.body], values))
+    for row in inbox:
+        await InboxItem.update(
+            {InboxItem.title: scrub(row["title"]), InboxItem.body: scrub(row["body"])}
+        ).where(InboxItem.id == row["id"])
+    for row in await Notification.select(Notification.id, Notification.context).where(
+        Notification.id.is_in([row["notification"] for row in inbox] or [0])
+    ):
+        await Notification.update({Notification.context: scrub(row["context"])}).where(
+            Notification.id == row["id"]
+        )
+    for row in await SandboxSms.select(SandboxSms.id, SandboxSms.text, SandboxSms.params).where(
+        db.contains_any([SandboxSms.text], values)
+    ):
+        await SandboxSms.update(
+            {SandboxSms.text: scrub(row["text"]), SandboxSms.params: scrub(row["params"])}
+        ).where(SandboxSms.id == row["id"])

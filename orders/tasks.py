@@ -7,7 +7,7 @@ import logging
 import marketplace.broker  # noqa: F401 - the broker is set before any actor is declared
 from marketplace.broker import task
 from marketplace.outbox import every, monthly, periodic
-from orders import handoffs, settlement  # noqa: F401 - register the warning hand-offs and level grants
+from orders import erasure, handoffs, settlement  # noqa: F401 - register erasure, warning hand-offs, level grants
 
 log = logging.getLogger("cloudmarket.orders")
 

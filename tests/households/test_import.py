@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from openpyxl import Workbook
 
+from households import importer
 from households.tables import Household, HouseholdEvent, ImportJob, ImportRow, Member
+from marketplace import clock, crypto
 from marketplace.logs import LogfmtFormatter
 from marketplace.tables import AuditEvent, OutboxMessage
 from tests.conftest import run_jobs
@@ -393,3 +395,47 @@ def test_a_csv_field_too_long_to_read_is_a_clear_error():
 
     with pytest.raises(FileUnreadable):
         read_rows("csv", ("户编号\n" + "x" * 200_000 + "\n").encode())
+
+
+async def raw_import_tables() -> str:
+    """Every stored byte of the import tables, as text (the file decoded as UTF-8)."""
+    jobs = await ImportJob.raw("SELECT * FROM hh_import_job")
+    rows = await ImportRow.raw("SELECT * FROM hh_import_row")
+    cells = [
+        bytes(v).decode("utf-8", "replace") if isinstance(v, bytes | memoryview) else str(v)
+        for j in jobs
+        for v in j.values()
+    ]
+    return "\n".join(cells + [str(r) for r in rows])
+
+
+async def test_the_uploaded_file_is_stored_encrypted_and_dropped(steward, community, community_code, worker):
+    client, _ = await steward(community)
+    content = as_csv(rows_for(community_code))
+    # Given an upload, before and after its dry run
+    dry = await upload(client, content)
+    stored = await raw_import_tables()
+    assert A1 not in stored and "张桂英" not in stored and "高血压" not in stored
+    await run_jobs(worker)
+    assert (await job(dry))["state"] == "done"
+    stored = await raw_import_tables()
+    assert A1 not in stored and B1 not in stored and "张桂英" not in stored
+    raw = (await ImportJob.select(ImportJob.content).where(ImportJob.id == dry).first())["content"]
+    assert raw and bytes(raw) != content
+    assert crypto.decrypt_bytes(raw, importer.FILE_CONTEXT) == content
+    # A copy of the ciphertext under another purpose does not open
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt_bytes(raw, "member.health")
+
+    # A real run that never finished (the worker died on its last try) loses its file after a day
+    stuck = ImportJob(filename="x.csv", file_format="csv", content=raw, dry_run=False, state="writing")
+    await ImportJob.insert(stuck)
+    assert await importer.forget_stale_files() == 0  # neither is a day old
+    clock.advance(timedelta(hours=25))
+    try:
+        assert await importer.forget_stale_files() == 2
+    finally:
+        clock.reset()
+    assert await ImportJob.count().where(ImportJob.content.is_not_null()) == 0
+    assert (await job(stuck.id))["state"] == "failed"
+    assert (await job(dry))["state"] == "done"

@@ -10,7 +10,8 @@ import pytest
 from households import events, services
 from households.events import LevelChanged
 from households.tables import Household, HouseholdEvent, LevelRuleSet
-from marketplace import clock, outbox
+from marketplace import clock, db, outbox
+from marketplace.auth import Principal, Role
 from tests.conftest import run_jobs
 
 
@@ -222,3 +223,79 @@ async def test_only_admins_edit_rules_and_groups(steward, community, logged_in):
     assert ok.status_code == 302
     assert "失智老人" in (await admin.get("/admin/need-groups")).text
     assert "dementia" in await services.known_group_codes()
+
+
+async def _level_events() -> dict[int, list[int]]:
+    rows = await HouseholdEvent.select(HouseholdEvent.id, HouseholdEvent.household).where(
+        HouseholdEvent.kind == "level_computed"
+    )
+    grouped: dict[int, list[int]] = {}
+    for row in rows:
+        grouped.setdefault(row["household"], []).append(row["id"])
+    return grouped
+
+
+async def test_rescoring_in_batches_writes_changed_households_history_and_announces_level_changes(
+    community, make_household, worker, received
+):
+    # Given five households (one with a level set by hand, one erased) and a rule change that
+    # makes dibao worth 5 points (level 1) and leaves tekun as it was
+    ids = [await make_household(community, category="dibao") for _ in range(3)]
+    tekun = await make_household(community, category="tekun")
+    erased = await make_household(community, category="dibao")
+    admin = Principal(user_id=None, role=Role.ADMIN)
+    until = (clock.local_now().date() + timedelta(days=3)).isoformat()
+    await services.override_level(admin, ids[2], level=2, reason="看护中的家庭", until=until)
+    await Household.update({Household.erased_at: clock.now()}).where(Household.id == erased)
+    await run_jobs(worker)
+    received.clear()
+    before = await _level_events()
+    current = await services.current_rules()
+    rules = [dict(r, points=5) if r["id"] == "dibao" else r for r in current.rules]
+    await LevelRuleSet.insert(LevelRuleSet(version=1, rules=rules, thresholds=current.thresholds, note="t"))
+
+    # When every household is scored again, two at a time
+    assert await services.rescore_all(1, batch=2) == 4
+    await run_jobs(worker)
+
+    # Then the dibao households are written (one history row each), the others are not
+    after = await _level_events()
+    new = {hid: len(after.get(hid, [])) - len(before.get(hid, [])) for hid in [*ids, tekun, erased]}
+    assert new == {ids[0]: 1, ids[1]: 1, ids[2]: 1, tekun: 0, erased: 0}
+    rows = {r["id"]: r for r in await Household.select().where(Household.id.is_in([*ids, tekun, erased]))}
+    assert [(rows[h]["computed_level"], rows[h]["level"], rows[h]["level_points"]) for h in ids] == [
+        (1, 1, 5),
+        (1, 1, 5),
+        (1, 2, 5),  # the level set by hand stays in force
+    ]
+    explanation = rows[ids[0]]["level_explanation"]
+    explanation = json.loads(explanation) if isinstance(explanation, str) else explanation
+    assert explanation["version"] == 1 and explanation["points"] == 5
+    assert rows[erased]["level_points"] == 2
+    # Only the changes of the level in force are announced, with their history rows' ids
+    assert sorted((c.household_id, c.old_level, c.new_level, c.event_id) for c in received) == sorted(
+        (h, 3, 1, after[h][-1]) for h in ids[:2]
+    )
+    # And scoring again with the same rules writes nothing
+    assert await services.rescore_all(1, batch=2) == 4
+    assert await _level_events() == after
+
+
+@pytest.mark.postgres
+async def test_rescoring_a_batch_costs_the_same_round_trips_for_two_households_or_twelve(
+    community, make_household
+):
+    """Round trips, not PostgreSQL, are the cost: a batch's statements do not grow with its size."""
+    ids = [await make_household(community, category="dibao") for _ in range(12)]
+    current = await services.current_rules()
+    rules = [dict(r, points=5) if r["id"] == "dibao" else r for r in current.rules]
+    await LevelRuleSet.insert(LevelRuleSet(version=1, rules=rules, thresholds=current.thresholds, note="t"))
+    statements: dict[int, int] = {}
+    for batch in (ids[:2], ids[2:]):
+        sent: list[str] = []
+        async with db.atomic():
+            connection = db.engine().current_transaction.get().connection
+            connection.add_query_logger(lambda record, sent=sent: sent.append(record.query))
+            assert len(await services.rescore(batch)) == len(batch)
+        statements[len(batch)] = len(sent)
+    assert statements[10] == statements[2], statements

@@ -166,3 +166,68 @@ async def test_the_resident_page_explains_the_level_in_plain_words(
     empty = await unlinked.get("/my/household", headers={"accept-language": "en"})
     assert empty.status_code == 200 and "not linked to a household yet" in empty.text
     assert (await unlinked.get("/api/v1/households/mine")).status_code == 404
+
+
+async def test_health_notes_are_read_by_an_explicit_audited_act_of_a_steward_of_the_community(
+    steward, community, other_community, make_household, logged_in, resident_of
+):
+    household_id = await make_household(community, members=[HEAD])
+    member_id = (await Member.select(Member.id).first())["id"]
+    client, user = await steward(community)
+    # The detail, in pages and API, says notes exist without their text
+    page = await client.get(f"/households/{household_id}", headers={"accept-language": "en"})
+    assert page.status_code == 200 and "Health notes recorded" in page.text and "高血压" not in page.text
+    detail = (await client.get(f"/api/v1/households/{household_id}")).json()
+    assert detail["members"][0]["health_recorded"] is True and detail["members"][0]["health"] is None
+    assert "高血压" not in (await client.get(f"/households/{household_id}/members/{member_id}/edit")).text
+    assert "household.read_health" not in await actions()
+
+    # When the steward asks to see them (page, then API), each read is audited
+    shown = await client.post_form(f"/households/{household_id}/members/{member_id}/health", {"reason": ""})
+    assert shown.status_code == 200 and "高血压" in shown.text
+    url = f"/api/v1/households/{household_id}/members/{member_id}/health-notes"
+    api = await client.post(url, json={"reason": "准备入户"}, headers={"x-csrftoken": await client.csrf()})
+    assert api.status_code == 201 and api.json() == {"member_id": member_id, "health": "高血压"}
+    rows = (
+        await AuditEvent.select().where(AuditEvent.action == "household.read_health").order_by(AuditEvent.id)
+    )
+    assert [(r["actor_user_id"], r["target_type"], r["target_id"]) for r in rows] == [
+        (user["id"], "member", str(member_id))
+    ] * 2
+    assert json.loads(rows[1]["detail"])["reason"] == "准备入户"
+
+    # Other roles never get the text: an administrator, a steward elsewhere
+    admin, _ = await logged_in("admin")
+    assert "高血压" not in (await admin.get(f"/households/{household_id}")).text
+    assert "高血压" not in (await admin.get(f"/api/v1/households/{household_id}")).text
+    assert (await admin.post(url, json={}, headers={"x-csrftoken": await admin.csrf()})).status_code == 403
+    other, _ = await steward(other_community)
+    assert (await other.post(url, json={}, headers={"x-csrftoken": await other.csrf()})).status_code == 404
+    form = f"/households/{household_id}/members/{member_id}/health"
+    assert (await admin.post_form(form, {})).status_code == 403
+    assert (await other.post_form(form, {})).status_code == 404
+    assert len(await AuditEvent.select().where(AuditEvent.action == "household.read_health")) == 2
+    # The household reads its own notes on its page
+    resident, _ = await resident_of(household_id)
+    assert "高血压" in (await resident.get("/my/household")).text
+
+    # Saving the member without typing notes keeps them; the box removes them
+    changed = await client.post_form(
+        f"/households/{household_id}/members/{member_id}/edit",
+        {"name": "张桂英", "relation": "head", "phone": "13911112222", "can_use_phone": "no"},
+    )
+    assert changed.status_code == 302
+    assert (await client.post(url, json={}, headers={"x-csrftoken": await client.csrf()})).json()[
+        "health"
+    ] == "高血压"
+    await client.post_form(
+        f"/households/{household_id}/members/{member_id}/edit",
+        {
+            "name": "张桂英",
+            "relation": "head",
+            "phone": "13911112222",
+            "can_use_phone": "no",
+            "health_clear": "on",
+        },
+    )
+    assert (await Member.select(Member.health_cipher).first())["health_cipher"] is None
