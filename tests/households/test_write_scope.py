@@ -55,6 +55,10 @@ API_BODIES: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, str]]] 
         {},
     ),
     ("POST", "/api/v1/households/{household_id}/members/{member_id}/id-number"): ({"reason": "外人想看"}, {}),
+    ("POST", "/api/v1/households/{household_id}/members/{member_id}/health-notes"): (
+        {"reason": "外人想看"},
+        {},
+    ),
     ("POST", "/api/v1/households/{household_id}/level-override"): (
         {"level": 1, "reason": "外人不应能改", "until": UNTIL},
         {},
