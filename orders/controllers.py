@@ -16,7 +16,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from msgspec import Struct
 
-from marketplace import formtokens
+from marketplace import exports, formtokens
 from marketplace.auth import Role, logged_in, requires
 from marketplace.errors import DomainError, NotFound
 from marketplace.i18n import gettext
@@ -717,6 +717,33 @@ class SettlementApi(Controller):
         return await once(request, idempotency_key, SettlementPage, handler)
 
 
+@get(
+    "/api/v1/settlements/export.csv",
+    summary="One provider's settlement of a month as CSV (its staff, administrators)",
+    tags=["settlements"],
+    guards=[requires(Role.PROVIDER_STAFF, Role.VOLUNTEER, Role.ADMIN)],
+    response_description="UTF-8 CSV with a BOM: a header row, one line per confirmed order, a total line",
+    media_type=exports.CSV,
+)
+async def settlement_csv(
+    request: Request[Any, Any, Any],
+    month: Annotated[str, QueryParameter(description="YYYY-MM", pattern=r"^\d{4}-\d{2}$")],
+    provider: Annotated[int, QueryParameter(description="The provider's id")],
+) -> Response[bytes]:
+    """The frozen lines once the month is closed; until then the orders confirmed so far."""
+    filename, content = await settlement.statement_csv(request.user, month, provider)
+    return exports.attachment(content, filename)
+
+
 ROUTES.extend(
-    [OrderActionPages, CreditPages, SettlementPages, OrderWriteApi, OfferWriteApi, CreditApi, SettlementApi]
+    [
+        OrderActionPages,
+        CreditPages,
+        SettlementPages,
+        OrderWriteApi,
+        OfferWriteApi,
+        CreditApi,
+        SettlementApi,
+        settlement_csv,
+    ]
 )
