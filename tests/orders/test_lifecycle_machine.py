@@ -18,14 +18,12 @@ every step:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -33,7 +31,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from marketplace import clock
@@ -44,6 +41,7 @@ from orders import booking, credits, dispatch, fulfilment, lifecycle
 from orders.lifecycle import State
 from orders.tables import CreditEntry, Offer, Order, OrderEvent
 from providers.tables import Offering
+from tests.orders.machines import run_machine
 from tests.orders.routing_world import AROUND_THE_CLOCK, new_household, principal, tomorrow
 from tests.orders.test_fulfilment import texted_code
 from tests.providers.factories import make_offering
@@ -392,26 +390,12 @@ def machine_for(world, run):
 
 async def test_an_orders_whole_life_keeps_every_invariant(world):
     await Category.update({Category.routing: "pool"}).where(Category.code == "errands")
-    loop = asyncio.get_running_loop()
-
-    def run(awaitable):
-        async def wait():
-            return await awaitable  # a coroutine or a Piccolo query
-
-        return asyncio.run_coroutine_threadsafe(wait(), loop).result(timeout=300)
-
-    machine = machine_for(world, run)
-    await asyncio.to_thread(
-        run_state_machine_as_test,
-        machine,
-        settings=settings(
-            max_examples=6,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,  # the same runs every time, in CI too
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        ),
+    machine = await run_machine(
+        machine_for,
+        world,
+        max_examples=6,
+        stateful_step_count=25,
+        derandomize=True,  # the same runs in CI
     )
     # The runs went the whole way: every state reached, both ways of confirming, pool races.
     assert set(State) <= machine.reached, sorted(set(State) - machine.reached)
