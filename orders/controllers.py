@@ -20,7 +20,7 @@ from msgspec import Struct
 
 from marketplace import clock, exports, formtokens
 from marketplace.auth import Role, logged_in, requires
-from marketplace.errors import DomainError, NotAuthenticated, NotFound, Unavailable
+from marketplace.errors import DomainError, NotAuthenticated, NotFound
 from marketplace.i18n import N_, gettext
 from marketplace.pagination import PageNumber, PerPage
 from marketplace.settings import get_settings
@@ -727,7 +727,8 @@ async def signed_by_sms_gateway(connection: ASGIConnection[Any, Any, Any, Any], 
     """A route guard: the body is signed with CLOUDMARKET_SMS_GATEWAY_SECRET (Standard Webhooks)."""
     secret = get_settings().sms_gateway_secret
     if not secret:
-        raise Unavailable(
+        # 404, not 503: nothing is wrong with the service, this address is simply not in use.
+        raise NotFound(
             N_("Replies by SMS are off: set CLOUDMARKET_SMS_GATEWAY_SECRET to the gateway's signing secret.")
         )
     body = await Request(connection.scope, connection.receive).body()
@@ -741,7 +742,7 @@ async def signed_by_sms_gateway(connection: ASGIConnection[Any, Any, Any, Any], 
 SMS_INBOUND = (
     "Signed like our requests to the gateway: Standard Webhooks headers `webhook-id`, "
     "`webhook-timestamp` and `webhook-signature` (HMAC-SHA256 with CLOUDMARKET_SMS_GATEWAY_SECRET). "
-    "401 when the signature is wrong, missing or older than 5 minutes; 503 when no secret is set. "
+    "401 when the signature is wrong, missing or older than 5 minutes; 404 when no secret is set. "
     "Anything else answers 200 with an `outcome` (confirmed, not_understood, unknown_sender, no_order, "
     "wrong_code, rate_limited); only `confirmed` changes an order. The text is the 6-digit code, "
     "optionally followed by a rating 1–5 (`确认 123456 5`); words around them are ignored. The same "

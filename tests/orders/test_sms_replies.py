@@ -155,7 +155,7 @@ async def test_without_a_secret_the_endpoint_says_what_to_set(world, make_client
     get_settings.cache_clear()
     body, headers = signed({"id": "gw-4", "from": HOME_PHONE, "text": "123456"})
     response = await make_client().post("/api/v1/sms/inbound", content=body, headers=headers)
-    assert response.status_code == 503
+    assert response.status_code == 404
     assert "CLOUDMARKET_SMS_GATEWAY_SECRET" in response.json()["detail"]
 
 
