@@ -188,7 +188,7 @@ class SmsInboundIn(Struct, kw_only=True):
         str, Meta(description="What the resident wrote: the 6-digit code, then a rating 1–5 if any")
     ]
     received_at: Annotated[
-        str | int | None,
+        str | float | None,
         Meta(description="When the gateway got it (ISO 8601 or Unix seconds); informational"),
     ] = None
 

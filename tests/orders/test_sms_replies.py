@@ -40,7 +40,12 @@ def signed(payload: dict, *, secret: str = SECRET, age: timedelta = timedelta(0)
 
 async def send(client, text: str, *, phone: str = HOME_PHONE, message_id: str | None = None) -> dict:
     """POST one text as the gateway would; the JSON answer (asserting 200)."""
-    payload = {"id": message_id or uuid.uuid4().hex, "from": f"+86{phone}", "text": text, "received_at": 1}
+    payload = {
+        "id": message_id or uuid.uuid4().hex,
+        "from": f"+86{phone}",
+        "text": text,
+        "received_at": 1733472000.25,
+    }
     body, headers = signed(payload)
     response = await client.post("/api/v1/sms/inbound", content=body, headers=headers)
     assert response.status_code == 200, response.text
