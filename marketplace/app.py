@@ -479,7 +479,18 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
             "Authenticate with `Authorization: Bearer <token>` (integration clients) or a session cookie.",
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
-            components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                    "smsGateway": SecurityScheme(
+                        type="apiKey",
+                        name="webhook-signature",
+                        security_scheme_in="header",
+                        description="The SMS gateway signs per Standard Webhooks "
+                        "(CLOUDMARKET_SMS_GATEWAY_SECRET)",
+                    ),
+                }
+            ),
             security=[{"bearer": []}],
         ),
         response_cache_config=ResponseCacheConfig(),

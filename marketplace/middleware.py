@@ -141,10 +141,17 @@ def _is_page_view(scope: Scope, state: dict[str, Any]) -> bool:
     )
 
 
+def _signed(scope: Scope) -> bool:
+    """A route that a server calls with a signed body, not a browser."""
+    handler = scope.get("route_handler")
+    return bool(handler is not None and handler.opt.get("exclude_from_csrf"))
+
+
 class CsrfAndOrigin:
     """Unsafe requests from a browser must come from this site and carry the CSRF token.
 
-    Requests with a bearer token are exempt: a browser cannot attach one across sites.
+    Requests with a bearer token are exempt: a browser cannot attach one across sites; so are
+    routes marked ``opt={"exclude_from_csrf": True}``, which check a webhook signature instead.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -163,7 +170,7 @@ class CsrfAndOrigin:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope.get("auth") in {"token", "bad-token"}:
+        if scope["type"] != ScopeType.HTTP or scope.get("auth") in {"token", "bad-token"} or _signed(scope):
             await self.app(scope, receive, send)
             return
         if scope["method"] in UNSAFE_METHODS:

@@ -11,17 +11,21 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from msgspec import Struct
 
-from marketplace import formtokens
+from marketplace import clock, exports, formtokens
 from marketplace.auth import Role, logged_in, requires
-from marketplace.errors import DomainError, NotFound
-from marketplace.i18n import gettext
+from marketplace.errors import DomainError, NotAuthenticated, NotFound
+from marketplace.i18n import N_, gettext
 from marketplace.pagination import PageNumber, PerPage
-from orders import booking, dispatch, fulfilment, idempotency, lifecycle, live, queries, settlement
+from marketplace.settings import get_settings
+from notifications import signing
+from orders import booking, dispatch, fulfilment, idempotency, lifecycle, live, queries, replies, settlement
 from orders.lifecycle import State
 from orders.schemas import (
     ActionOut,
@@ -40,6 +44,8 @@ from orders.schemas import (
     ReasonIn,
     SettleIn,
     SettlementPage,
+    SmsInboundIn,
+    SmsInboundOut,
     credits_out,
     offer_page,
     order_out,
@@ -717,6 +723,80 @@ class SettlementApi(Controller):
         return await once(request, idempotency_key, SettlementPage, handler)
 
 
+async def signed_by_sms_gateway(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A route guard: the body is signed with CLOUDMARKET_SMS_GATEWAY_SECRET (Standard Webhooks)."""
+    secret = get_settings().sms_gateway_secret
+    if not secret:
+        # 404, not 503: nothing is wrong with the service, this address is simply not in use.
+        raise NotFound(
+            N_("Replies by SMS are off: set CLOUDMARKET_SMS_GATEWAY_SECRET to the gateway's signing secret.")
+        )
+    body = await Request(connection.scope, connection.receive).body()
+    headers = {key.lower(): value for key, value in connection.headers.items()}
+    if not signing.verify(secret, headers, body, clock.now()):
+        raise NotAuthenticated(
+            N_("The SMS gateway's signature is missing, wrong or too old: check the shared secret and clock.")
+        )
+
+
+SMS_INBOUND = (
+    "Signed like our requests to the gateway: Standard Webhooks headers `webhook-id`, "
+    "`webhook-timestamp` and `webhook-signature` (HMAC-SHA256 with CLOUDMARKET_SMS_GATEWAY_SECRET). "
+    "401 when the signature is wrong, missing or older than 5 minutes; 404 when no secret is set. "
+    "Anything else answers 200 with an `outcome` (confirmed, not_understood, unknown_sender, no_order, "
+    "wrong_code, rate_limited); only `confirmed` changes an order. The text is the 6-digit code, "
+    "optionally followed by a rating 1–5 (`确认 123456 5`); words around them are ignored. The same "
+    "message `id` (else `webhook-id`) answers the same however often it comes."
+)
+
+
+class SmsInboundApi(Controller):
+    path = "/api/v1/sms"
+    tags = ["sms"]
+
+    @post(
+        "/inbound",
+        summary="A text from a resident, forwarded by the SMS gateway: confirms an order by its code",
+        guards=[signed_by_sms_gateway],
+        opt={"exclude_from_csrf": True},
+        status_code=200,
+        description=SMS_INBOUND,
+        security=[{"smsGateway": []}],
+    )
+    async def inbound(self, request: Request[Any, Any, Any], data: JSONBody[SmsInboundIn]) -> SmsInboundOut:
+        message_id = data.id or request.headers.get("webhook-id", "")
+        answer = await replies.receive(message_id, data.sender, data.text, await request.body())
+        return SmsInboundOut(**answer)
+
+
+@get(
+    "/api/v1/settlements/export.csv",
+    summary="One provider's settlement of a month as CSV (its staff, administrators)",
+    tags=["settlements"],
+    guards=[requires(Role.PROVIDER_STAFF, Role.VOLUNTEER, Role.ADMIN)],
+    response_description="UTF-8 CSV with a BOM: a header row, one line per confirmed order, a total line",
+    media_type=exports.CSV,
+)
+async def settlement_csv(
+    request: Request[Any, Any, Any],
+    month: Annotated[str, QueryParameter(description="YYYY-MM", pattern=r"^\d{4}-\d{2}$")],
+    provider: Annotated[int, QueryParameter(description="The provider's id", ge=1, le=2**31 - 1)],
+) -> Response[bytes]:
+    """The frozen lines once the month is closed; until then the orders confirmed so far."""
+    filename, content = await settlement.statement_csv(request.user, month, provider)
+    return exports.attachment(content, filename)
+
+
 ROUTES.extend(
-    [OrderActionPages, CreditPages, SettlementPages, OrderWriteApi, OfferWriteApi, CreditApi, SettlementApi]
+    [
+        OrderActionPages,
+        CreditPages,
+        SettlementPages,
+        OrderWriteApi,
+        OfferWriteApi,
+        CreditApi,
+        SettlementApi,
+        settlement_csv,
+        SmsInboundApi,
+    ]
 )

@@ -143,7 +143,7 @@ def _code_hash(order_id: int, code: str) -> str:
     return crypto.blind_index(f"{order_id}:{code}", CODE_CONTEXT)
 
 
-def _code_matches(order_id: int, code: str, stored: str) -> bool:
+def code_matches(order_id: int, code: str, stored: str) -> bool:
     if not stored:
         return False
     return any(
@@ -287,7 +287,7 @@ async def confirm_with_code(
     order = await _order(order_id)
     if principal is not None and principal.has_role(*PROVIDER_ROLES[:2]):
         principal.ensure_linked(LinkKind.PROVIDER, order["provider"])
-    if not _code_matches(order_id, code, order["confirm_code_hash"]):
+    if not code_matches(order_id, code, order["confirm_code_hash"]):
         raise WrongCode()
     if order["dispute"] == "open":
         raise Conflict(N_("This order is disputed: the steward settles it."))

@@ -177,6 +177,35 @@ class CodeIn(Struct, kw_only=True):
     code: Annotated[str, Meta(description="The 6-digit code texted to the resident at check-out")]
 
 
+class SmsInboundIn(Struct, kw_only=True):
+    """A text a resident sent, as the SMS gateway forwards it (mirrors what we POST to it)."""
+
+    id: Annotated[str, Meta(description="The gateway's message id: a message sent twice is handled once")] = (
+        ""
+    )
+    sender: Annotated[str, Meta(description="The sender's mobile, e.g. +8613712345678")] = field(name="from")
+    text: Annotated[
+        str, Meta(description="What the resident wrote: the 6-digit code, then a rating 1–5 if any")
+    ]
+    received_at: Annotated[
+        str | float | None,
+        Meta(description="When the gateway got it (ISO 8601 or Unix seconds); informational"),
+    ] = None
+
+
+class SmsInboundOut(Struct, kw_only=True):
+    id: Annotated[str, Meta(description="The gateway's message id")]
+    outcome: Annotated[
+        str,
+        Meta(
+            description="confirmed, not_understood, unknown_sender, no_order, wrong_code or rate_limited; "
+            "nothing changes unless confirmed"
+        ),
+    ]
+    order: Annotated[str | None, Meta(description="The number of the order confirmed")] = None
+    reply: Annotated[str, Meta(description="A short text the gateway may send back to the resident")] = ""
+
+
 class SettleIn(Struct, kw_only=True):
     upheld: Annotated[bool, Meta(description="True gives the credits back to the household")]
     note: str

@@ -28,11 +28,13 @@ from households.events import LevelChanged, on_level_changed
 from households.tables import Household
 from marketplace import audit, clock, db
 from marketplace.auth import LinkKind, Principal, Role
+from marketplace.catalog import localized
 from marketplace.catalog_services import current_policies, current_policy
-from marketplace.errors import Conflict, PermissionDenied, ValidationFailed
-from marketplace.i18n import N_
+from marketplace.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from marketplace.exports import csv_bytes
+from marketplace.i18n import N_, current_locale, gettext
 from marketplace.settings import get_settings
-from marketplace.tables import UserLink
+from marketplace.tables import Category, UserLink
 from orders import credits
 from orders.tables import CreditAccount, CreditEntry, Order, Settlement, SettlementLine
 
@@ -366,7 +368,13 @@ async def statement(month: str, provider_id: int | None = None) -> list[dict[str
             ]
         else:
             row["lines"] = [
-                {"order": o["id"], "credits": o["credits"], "number": o["number"], "category": o["category"]}
+                {
+                    "order": o["id"],
+                    "credits": o["credits"],
+                    "number": o["number"],
+                    "category": o["category"],
+                    "confirmed_at": o["confirmed_at"].isoformat(),
+                }
                 for o in live
                 if o["provider"] == row["provider"]
             ]
@@ -378,3 +386,36 @@ def _detail(raw: Any) -> dict[str, Any]:
 
     value = json.loads(raw) if isinstance(raw, str) else raw
     return dict(value or {})
+
+
+CSV_HEADER = (N_("Order"), N_("Confirmed on"), N_("Category"), N_("Credits"))
+
+
+async def statement_csv(p: Principal, month: str, provider_id: int) -> tuple[str, bytes]:
+    """One provider's settlement of ``month`` as a CSV file: its name and content.
+
+    A header row, one line per confirmed order (the frozen lines once the month is closed) and
+    a total line.  The provider's own staff may have it, administrators any provider's.
+    """
+    if not _is_admin(p):
+        if not p.has_role(Role.PROVIDER_STAFF, Role.VOLUNTEER):
+            raise PermissionDenied()
+        p.ensure_linked(LinkKind.PROVIDER, provider_id)
+    month = parse_month(month)
+    found = await statement(month, provider_id)
+    if not found:
+        raise NotFound(N_("This provider has no settlement for that month (yet): nothing was confirmed."))
+    lines = sorted(found[0]["lines"], key=lambda line: (line["confirmed_at"], line["order"]))
+    names = {
+        row["id"]: localized(row, "name", current_locale.get())
+        for row in await Category.select(Category.id, Category.name_zh, Category.name_en).where(
+            Category.id.is_in([line["category"] for line in lines] or [0])
+        )
+    }
+    rows: list[list[Any]] = [[gettext(label) for label in CSV_HEADER]]
+    for line in lines:
+        day = datetime.fromisoformat(line["confirmed_at"]).astimezone(clock.local_zone()).date()
+        rows.append([line["number"], day.isoformat(), names.get(line["category"], ""), line["credits"]])
+    rows.append([gettext(N_("Total")), "", gettext(N_("%(count)s orders"), count=len(lines)),
+                 sum(line["credits"] for line in lines)])  # fmt: skip
+    return f"settlement-{month}-provider-{provider_id}.csv", csv_bytes(rows)

@@ -12,6 +12,7 @@ from litestar.response import Redirect, Template
 
 from marketplace.auth import Role, requires
 from marketplace.errors import ValidationFailed
+from marketplace.exports import attachment
 from marketplace.i18n import N_
 from reports import charts, dashboard, figures, services, sheets
 from reports.figures import SCOPE_LABELS, Figures, Period, Scope
@@ -144,14 +145,8 @@ async def _api_export(request: Request[Any, Any, Any], scope: str, period: str, 
 
 def _export(f: Figures, kind: str) -> Response[bytes]:
     if kind == "csv":
-        content, media = sheets.to_csv(f), "text/csv; charset=utf-8"
-    else:
-        content, media = sheets.to_xlsx(f), XLSX
-    return Response(
-        content,
-        media_type=media,
-        headers={"content-disposition": f'attachment; filename="{_filename(f)}.{kind}"'},
-    )
+        return attachment(sheets.to_csv(f), f"{_filename(f)}.csv")
+    return attachment(sheets.to_xlsx(f), f"{_filename(f)}.xlsx", XLSX)
 
 
 class ReportApi(Controller):

@@ -6,13 +6,13 @@ the figures; pages format them.  Titles and headers are translated for the curre
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from openpyxl import Workbook
 
+from marketplace.exports import csv_bytes
 from marketplace.i18n import N_, current_locale, gettext
 from reports.figures import Figures
 
@@ -246,18 +246,10 @@ def title_of(f: Figures) -> str:
 
 def to_csv(f: Figures) -> bytes:
     """Every table one after another: its title on a line, its header, its rows, a blank line."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([title_of(f)])
-    writer.writerow([])
+    rows: list[list[Any]] = [[title_of(f)], []]
     for sheet in sheets(f):
-        writer.writerow([sheet.title])
-        writer.writerow([c.label for c in sheet.columns])
-        for row in sheet.rows:
-            writer.writerow(["" if v is None else v for v in row])
-        writer.writerow([])
-    # A byte-order mark, so that spreadsheet programs read the Chinese as UTF-8.
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+        rows += [[sheet.title], [c.label for c in sheet.columns], *sheet.rows, []]
+    return csv_bytes(rows)
 
 
 def to_xlsx(f: Figures) -> bytes:

@@ -7,11 +7,9 @@ thread; each step hands its database work to the test's event loop (where the po
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date, timedelta
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -19,7 +17,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from households.tables import Household
@@ -28,6 +25,7 @@ from orders import booking, credits, moves
 from orders.credits import Balance, CreditsExhausted
 from orders.tables import CreditEntry
 from tests.orders.conftest import principal, tomorrow_window
+from tests.orders.machines import run_machine
 
 # Level 2 pays 80 %: cleaning 30 → 24, medicine 10 → 8, errands 10 → 8.
 COSTS = {"cleaning": 24, "medicine": 8, "errands": 8}
@@ -154,20 +152,4 @@ def machine_for(world, run):
 
 
 async def test_credits_always_balance(orders_world):
-    loop = asyncio.get_running_loop()
-
-    def run(coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=300)
-
-    machine = machine_for(orders_world, run)
-    await asyncio.to_thread(
-        run_state_machine_as_test,
-        machine,
-        settings=settings(
-            max_examples=12,
-            stateful_step_count=20,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        ),
-    )
+    await run_machine(machine_for, orders_world, max_examples=12, stateful_step_count=20)

@@ -43,8 +43,13 @@ async def provider_stats(provider_id: int) -> dict:
 
 
 async def texted_code(order_id: int) -> str:
-    row = await Notification.select().where(Notification.event == "confirmation_code").first()
-    return str(rules.decode_context(row["context"])["code"])
+    """The confirmation code texted to the resident for this order at check-out."""
+    number = (await Order.select(Order.number).where(Order.id == order_id).first())["number"]
+    for row in await Notification.select().where(Notification.event == "confirmation_code"):
+        context = rules.decode_context(row["context"])
+        if context["order_no"] == number:
+            return str(context["code"])
+    raise AssertionError(f"no code was texted for order {number}")
 
 
 async def serve(order_id: int, staff) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -283,3 +285,75 @@ async def test_settlement_follows_the_month_until_closed_then_stays(orders_world
     await settlement.refresh("2026-12")
     [december] = await settlement.statement("2026-12", provider_id=orders_world.provider)
     assert (december["state"], december["credits"], len(december["lines"])) == ("open", 99, 1)
+
+
+async def test_a_settlement_downloads_as_csv_for_its_provider_and_admins(
+    orders_world, make_client, logged_in
+):
+    # Given two orders of the provider and one of another provider confirmed in November
+    from providers.tables import Provider
+    from tests.providers.factories import make_provider
+
+    nov = datetime(2026, 11, 20, 10, tzinfo=clock.local_zone())
+    first = await _confirmed_order(orders_world, nov + timedelta(days=3), 30)
+    second = await _confirmed_order(orders_world, nov, 24)
+    other = await make_provider(name="别家服务中心")
+    await _confirmed_order(orders_world, nov, 7, provider=other)
+    clock.freeze(datetime(2026, 11, 30, 12, tzinfo=clock.local_zone()))
+    await settlement.refresh("2026-11")
+    admin, _ = await logged_in("admin")
+    staff, staff_user = await logged_in("provider_staff")
+    from marketplace import accounts
+    from marketplace.auth import LinkKind
+
+    await accounts.link(staff_user["id"], LinkKind.PROVIDER, orders_world.provider)
+    staff = make_client()  # log in again: the link is read at login
+    assert (await staff.login(staff_user["phone"], staff_user["password"])).status_code in (302, 303)
+    url = f"/api/v1/settlements/export.csv?month=2026-11&provider={orders_world.provider}"
+
+    # When an administrator downloads it (in English) while the month is open
+    response = await admin.get(url, headers={"accept-language": "en"})
+
+    # Then a header, one line per order in the order they were confirmed, and a total line
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    filename = f"settlement-2026-11-provider-{orders_world.provider}.csv"
+    assert response.headers["content-disposition"] == f'attachment; filename="{filename}"'
+    assert response.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    numbers = {
+        row["id"]: row["number"] for row in await Order.select(Order.id, Order.number).where(
+            Order.id.is_in([first, second])
+        )
+    }  # fmt: skip
+    assert rows == [
+        ["Order", "Confirmed on", "Category", "Credits"],
+        [numbers[second], "2026-11-20", "Home cleaning", "24"],
+        [numbers[first], "2026-11-23", "Home cleaning", "30"],
+        ["Total", "", "2 orders", "54"],
+    ]
+    page = await admin.get("/admin/settlements?month=2026-11")
+    assert url.replace("&", "&amp;") in page.text
+
+    # The provider's staff get their own, not another provider's; residents none
+    assert (await staff.get(url)).content == (await admin.get(url)).content
+    assert (
+        await staff.get(url.replace(f"provider={orders_world.provider}", f"provider={other}"))
+    ).status_code == 404
+    resident, _ = await logged_in("resident")
+    assert (await resident.get(url)).status_code == 403
+    assert (await make_client().get(url)).status_code == 401
+    assert (await admin.get(url.replace("2026-11", "2026-10"))).status_code == 404
+    assert await Provider.exists().where(Provider.id == other)
+
+    # Once the month is closed, an order confirmed late for November does not show
+    clock.freeze(datetime(2026, 12, 2, 9, tzinfo=clock.local_zone()))
+    await settlement.close_month(orders_world.admin, "2026-11")
+    await _confirmed_order(orders_world, nov + timedelta(days=5), 40)
+    await settlement.refresh("2026-11")
+    admin, _ = await logged_in("admin")  # the session of two days ago has lapsed
+    response = await admin.get(url)
+    assert response.status_code == 200, response.text
+    closed = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [row[0] for row in closed[1:-1]] == [numbers[second], numbers[first]]
+    assert closed[-1][-1] == "54"
