@@ -1,11 +1,11 @@
 """Indexes of the household list's search within a steward's communities, and of its filters.
 
-Measured with ``bench scale`` at 200,000 households (EXPLAIN ANALYZE in the commit message):
+Measured with ``bench scale`` at 200,000 households (figures in the commit message):
 
-- ``(community, id)`` on households and ``(household, name, phone)`` on members: a search within
-  communities (``households.services._search`` with a scope) reads the ids of the scope's
-  households and their members' names and phones from these two indexes alone, instead of the
-  thousands of members of the whole district who share a surname;
+- ``(community, id)`` on households and ``(household, name)`` on members: a search by one
+  character of a name within communities (``households.services._search`` with a scope) reads
+  the ids of the scope's households and their members' names from these two indexes alone,
+  instead of the thousands of members of the whole district who share a surname;
 - ``(level, groups)`` on households: the count of a list filtered by level and need group is
   read from the index, not from every household of that level;
 - ``right(id_masked, 4)`` on members (PostgreSQL): the search by the last four of an ID number
@@ -24,7 +24,7 @@ DESCRIPTION = "household search by scope"
 BOTH = {
     "hh_household_community_id": "hh_household (community, id)",
     "hh_household_level_groups": "hh_household (level, groups)",
-    "hh_member_household_name_phone": "hh_member (household, name, phone)",
+    "hh_member_household_name": "hh_member (household, name)",
 }
 POSTGRES = {
     "hh_member_id_last_four": "hh_member (right(id_masked, 4))",
