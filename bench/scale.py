@@ -17,27 +17,36 @@ volunteers (2,000)).  Then it times, ``BENCH_SCALE_QUERIES`` times each (default
   number, with the patterns taken from random rows.
 
 It prints p50 / p99 for each and the plan of the slowest search, then drops the database.
+
+``BENCH_SCALE_KEEP=NAME`` keeps the database instead (``cm_bench_keep_NAME``) and reuses it on the
+next run with the same name: the first run generates the district, later runs only migrate it
+(so new indexes and columns are measured on the same rows) and time the queries.  Drop it by hand
+when done: ``DROP DATABASE cm_bench_keep_NAME``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 from zoneinfo import ZoneInfo
 
 from bench.candidates import _configure
-from bench.common import figure, fresh_database, percentile
+from bench.common import DATABASE_SERVER, figure, fresh_database, percentile
 
 HOUSEHOLDS = int(os.environ.get("BENCH_SCALE_HOUSEHOLDS", "1000000"))
 PROVIDERS = int(os.environ.get("BENCH_SCALE_PROVIDERS", "10000"))
 VOLUNTEERS = int(os.environ.get("BENCH_SCALE_VOLUNTEERS", "2000"))
 QUERIES = int(os.environ.get("BENCH_SCALE_QUERIES", "200"))
+KEEP = os.environ.get("BENCH_SCALE_KEEP", "")
 
 
 async def _timed(label: str, queries: int, run: Callable[[int], Awaitable[Any]]) -> list[float]:
@@ -74,31 +83,16 @@ async def _run() -> None:
     from households.tables import Household
     from marketplace import db
     from marketplace.auth import Principal, Role
-    from marketplace.simulation import report
-    from marketplace.simulation.generate import Sizes, generate
     from marketplace.tables import Category
     from providers.candidates import candidates
 
     await db.migrate()
     await db.open_pool()
     try:
-        sizes = Sizes(households=HOUSEHOLDS, providers=PROVIDERS, volunteers=VOLUNTEERS)
-        done = [0]
-
-        def progress(n: int) -> None:
-            done[0] += n
-            if done[0] % 100_000 < n:
-                print(f"   … {done[0]:,} of {sizes.units:,}", flush=True)
-
-        began = time.perf_counter()
-        summary = await generate(sizes, 1, progress)
-        figure(
-            f"generate {HOUSEHOLDS:,} households, {PROVIDERS + VOLUNTEERS:,} providers",
-            time.perf_counter() - began,
-            "s",
-        )
-        figure("households generated per second", HOUSEHOLDS / summary.seconds["households"])
-        print(report.format_summary(summary))
+        if KEEP and await Household.exists().where(Household.id > 0):
+            print(f"   reusing the kept database ({await Household.count():,} households)")
+        else:
+            await _generate()
 
         rng = random.Random(20261206)
         samples = await _samples(rng)
@@ -176,6 +170,48 @@ async def _run() -> None:
         await db.close_pool()
 
 
+async def _generate() -> None:
+    from marketplace.simulation import report
+    from marketplace.simulation.generate import Sizes, generate
+
+    sizes = Sizes(households=HOUSEHOLDS, providers=PROVIDERS, volunteers=VOLUNTEERS)
+    done = [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if done[0] % 100_000 < n:
+            print(f"   … {done[0]:,} of {sizes.units:,}", flush=True)
+
+    began = time.perf_counter()
+    summary = await generate(sizes, 1, progress)
+    figure(
+        f"generate {HOUSEHOLDS:,} households, {PROVIDERS + VOLUNTEERS:,} providers",
+        time.perf_counter() - began,
+        "s",
+    )
+    figure("households generated per second", HOUSEHOLDS / summary.seconds["households"])
+    print(report.format_summary(summary))
+
+
+@contextlib.contextmanager
+def _kept_database(name: str) -> Iterator[str]:
+    """The database ``cm_bench_keep_NAME`` on the bench server, created if missing and never dropped."""
+    import asyncpg
+
+    database = f"cm_bench_keep_{name}"
+
+    async def ensure() -> None:
+        conn = await asyncpg.connect(DATABASE_SERVER)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+                await conn.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(ensure())
+    yield urlunparse(urlparse(DATABASE_SERVER)._replace(path=f"/{database}"))
+
+
 async def _explain(filters: Any, community: int | None) -> None:
     """EXPLAIN ANALYZE of the page query the list runs, built the same way."""
     from households import services
@@ -184,7 +220,7 @@ async def _explain(filters: Any, community: int | None) -> None:
 
     conditions = [] if community is None else [Household.community.is_in([community])]
     if filters.q:
-        conditions.append(services._search(filters.q))
+        conditions.append(services._search(filters.q, None if community is None else [community]))
     if filters.level is not None:
         conditions.append(Household.level == filters.level)
     query = (
@@ -206,7 +242,9 @@ def main() -> None:
         raise RuntimeError(
             "bench.scale sets the database before importing the project: run it in its own process"
         )
-    with fresh_database() as database_url:
+    if KEEP and not re.fullmatch(r"[a-z0-9_]+", KEEP):
+        raise SystemExit("BENCH_SCALE_KEEP: use lower-case letters, digits and _ only")
+    with _kept_database(KEEP) if KEEP else fresh_database() as database_url:
         _configure(database_url)
         asyncio.run(_run())
 

@@ -73,3 +73,49 @@ async def test_search_combines_with_filters_and_pages(community, make_household)
     level_one = await services.list_households(steward, ListFilters(q="陈", level=1), 1, 20)
     assert [row["head_name"] for row in level_one.items] == ["陈六"]
     assert await _codes(steward, "%") == await _codes(steward, "")
+
+
+async def test_a_scoped_search_finds_what_the_district_search_finds_in_that_scope(
+    community, other_community, make_household
+):
+    """Within communities (a steward's, or the one chosen in the filter) the members' subqueries
+    start from the scope's households: every kind of search must find exactly the district's
+    matches that lie in the scope."""
+    first = make_id(date(1950, 1, 1), 41)
+    # Another person born later whose ID number ends the same way.
+    twin = next(
+        make_id(date(1950, 1, day), 41)
+        for day in range(2, 29)
+        if make_id(date(1950, 1, day), 41)[-4:] == first[-4:]
+    )
+    shared_tail = first[-4:]
+    where: dict[str, int] = {}
+    for n, (cid, name, id_number) in enumerate(
+        [
+            (community, "王桂英", first),
+            (other_community, "王桂英", twin),
+            (community, "李明", make_id(date(1950, 1, 1), 43)),
+            (other_community, "王明", make_id(date(1950, 1, 1), 45)),
+            (other_community, "赵桂兰", make_id(date(1950, 1, 1), 47)),
+        ],
+        start=1,
+    ):
+        member = {**_member(name, 0, phone=f"1370000{n:04d}"), "id_number": id_number}
+        await make_household(cid, members=[member])
+        where[f"T-{n:04d}"] = cid
+
+    patterns = ["王", "明", "桂", "王桂英", "T-000", "测试路3", "13700000", "00002", shared_tail, "张三"]
+    for q in patterns:
+        district = await _codes(ADMIN, q)
+        for cid in (community, other_community):
+            expected = [code for code in district if where[code] == cid]
+            assert await _codes(_steward(cid), q) == expected, (q, cid)
+            chosen = await services.list_households(
+                ADMIN, ListFilters(q=q, community_id=cid, sort="code"), 1, 50
+            )
+            assert [row["code"] for row in chosen.items] == expected, (q, cid)
+        assert await _codes(_steward(community, other_community), q) == district, q
+    # The patterns above do find households on both sides, so the comparisons are not empty ones.
+    assert await _codes(ADMIN, "王") == ["T-0001", "T-0002", "T-0004"]
+    assert await _codes(ADMIN, shared_tail) == ["T-0001", "T-0002"]
+    assert await _codes(_steward(other_community), "明") == ["T-0004"]
