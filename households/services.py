@@ -1054,6 +1054,9 @@ async def save_member(
         if existing is None:
             raise NotFound()
     if partial and existing is not None:
+        if "health" in data and not str(data["health"] or "").strip():
+            # In a PATCH, health sent as null (or empty) clears the notes, like any optional field.
+            data = {**data, "health_clear": True}
         stored = _member_view(existing, with_health=True)
         if str(data.get("id_number") or "").strip():
             # A new ID number brings its own birth date and sex: the stored ones were the old number's.

@@ -93,7 +93,11 @@ async def test_patching_a_member_changes_only_the_fields_sent_and_rescores(
     rescored = (await Household.select(Household.level_points).first())["level_points"]
     assert rescored > points  # a disabled member of grade 1 counts
     shown = response.json()["members"][0]
-    assert (shown["health"], shown["phone"]) == ("高血压", "13711112222")
+    # Staff see that health notes are recorded; reading them is an audited act of its own.
+    assert (shown["health"], shown["health_recorded"], shown["phone"]) == (None, True, "13711112222")
+    notes = await _api(client, "POST", f"{url}/health-notes", {"reason": ""})
+    assert notes.status_code in (200, 201), notes.text
+    assert notes.json()["health"] == "高血压"
 
     response = await _api(client, "PATCH", url, {"phone": None, "health": None})
     assert response.status_code == 200, response.text
