@@ -52,6 +52,8 @@ from orders.schemas import (
     order_page,
     settlement_page,
 )
+from providers import pages as provider_pages
+from providers import services as provider_services
 
 PER_PAGE = 20
 PROVIDERS = [requires(Role.PROVIDER_STAFF, Role.VOLUNTEER)]
@@ -491,6 +493,17 @@ class CreditPages(Controller):
         return Template("orders/credits.html", context=context)
 
 
+@get("/portal/{provider_id:int}/settlements", include_in_schema=False, guards=[logged_in])
+async def provider_settlements(
+    request: Request[Any, Any, Any], provider_id: FromPath[int], page: PageNumber = 1
+) -> Template:
+    """A provider's settlements, month by month, in its portal (its staff and volunteers)."""
+    provider = await provider_services.managed_provider(request.user, provider_id)
+    rows = await queries.settlements(None, page, provider_id=provider_id)
+    context = {"provider": provider, "tab": "settlements", "settlements": rows, **provider_pages.labels()}
+    return Template("orders/portal_settlements.html", context=context)
+
+
 class SettlementPages(Controller):
     path = "/admin/settlements"
     guards = [requires(Role.ADMIN)]
@@ -792,6 +805,7 @@ ROUTES.extend(
         OrderActionPages,
         CreditPages,
         SettlementPages,
+        provider_settlements,
         OrderWriteApi,
         OfferWriteApi,
         CreditApi,

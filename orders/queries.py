@@ -725,8 +725,11 @@ async def credits_page(p: Principal, household_id: int | None) -> dict[str, Any]
     return {"household_id": household_id, "balance": balance, "entries": entries}
 
 
-async def settlements(month: str | None, page: int = 1, per_page: int = 50) -> Page:
-    """Settlements per provider and month, newest month first (administrators)."""
+async def settlements(
+    month: str | None, page: int = 1, per_page: int = 50, *, provider_id: int | None = None
+) -> Page:
+    """Settlements per provider and month, newest month first (administrators; with
+    ``provider_id``, one provider's, for its portal)."""
     from orders.tables import Settlement
 
     query = Settlement.select(
@@ -744,6 +747,9 @@ async def settlements(month: str | None, page: int = 1, per_page: int = 50) -> P
     if month:
         query = query.where(Settlement.month == month)
         count = count.where(Settlement.month == month)
+    if provider_id is not None:
+        query = query.where(Settlement.provider == provider_id)
+        count = count.where(Settlement.provider == provider_id)
     return await paginate(query, count, page, per_page)
 
 

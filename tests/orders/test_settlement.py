@@ -340,8 +340,15 @@ async def test_a_settlement_downloads_as_csv_for_its_provider_and_admins(
     assert (
         await staff.get(url.replace(f"provider={orders_world.provider}", f"provider={other}"))
     ).status_code == 404
+    # and find it in their portal, with its link, without the other provider's month
+    portal = await staff.get(f"/portal/{orders_world.provider}/settlements")
+    assert portal.status_code == 200, portal.text
+    assert url.replace("&", "&amp;") in portal.text and "2026-11" in portal.text
+    assert f"provider={other}" not in portal.text
+    assert (await staff.get(f"/portal/{other}/settlements")).status_code == 404
     resident, _ = await logged_in("resident")
     assert (await resident.get(url)).status_code == 403
+    assert (await resident.get(f"/portal/{orders_world.provider}/settlements")).status_code == 404
     assert (await make_client().get(url)).status_code == 401
     assert (await admin.get(url.replace("2026-11", "2026-10"))).status_code == 404
     assert await Provider.exists().where(Provider.id == other)
